@@ -1,0 +1,110 @@
+"""Compose a job config from `hydra_conf/` and command-line overrides, failing early.
+
+Entry points call `compose(config_name, overrides)`: it checks group choices against the
+YAML files that exist, composes with Hydra's compose API, converts to the typed schema
+objects and runs their `validate()`. Every failure becomes one `ConfigError` line that
+names the setting, the bad value and the choices; nothing heavy has run yet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from configs.errors import ConfigError
+from configs.schema import QuantizeJobConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "hydra_conf"
+SCHEMAS = {"quantize_schema": QuantizeJobConfig}
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    for name, schema in SCHEMAS.items():
+        store.store(name=name, node=schema)
+
+
+def group_choices(group: str) -> list[str]:
+    """The options of a config group: the YAML files in hydra_conf/<group>/."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def compose(config_name: str, overrides: list[str]):
+    """The validated, typed config object for `config_name` with `overrides` applied."""
+    overrides = [_expand_model_path(o) for o in overrides]
+    overrides = [item for o in overrides for item in o]
+    _check_group_choices(overrides)
+    cfg = compose_dict(config_name, overrides)
+    try:
+        job = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as error:
+        raise _as_config_error(error) from None
+    job.validate()
+    return job
+
+
+def compose_dict(config_name: str, overrides: list[str]):
+    """The composed DictConfig, before conversion (used by `--cfg` and by tests)."""
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise _as_config_error(error) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _expand_model_path(override: str) -> list[str]:
+    """`model=/some/folder` is shorthand for `model=local model.path=/some/folder`."""
+    key, sep, value = override.partition("=")
+    if key != "model" or not sep or value in group_choices("model"):
+        return [override]
+    if os.sep in value or value.startswith(".") or Path(value).is_dir():
+        folder = Path(value).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"model={value!r}: no such folder ({folder})")
+        return ["model=local", f"model.path={folder}", f"model.name={folder.name}"]
+    return [override]
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    for override in overrides:
+        key, sep, value = override.lstrip("+").partition("=")
+        if not sep or "." in key or not (CONFIG_DIR / key).is_dir():
+            continue
+        choices = group_choices(key)
+        if value not in choices:
+            also = " (or a local checkpoint folder)" if key == "model" else ""
+            raise ConfigError(f"{key}={value!r} is not valid; choices: {', '.join(choices)}{also}")
+
+
+def _as_config_error(error: Exception) -> ConfigError:
+    """One line from Hydra's or OmegaConf's multi-line message (the root cause's, if any)."""
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    full_key = getattr(cause, "full_key", None)
+    message = getattr(cause, "msg", None) or str(cause)
+    message = message.strip().splitlines()[0] if message.strip() else type(cause).__name__
+    if full_key and "not in" in message:
+        parent = full_key.rpartition(".")[0]
+        return ConfigError(f"unknown setting {full_key!r}; {_valid_keys(parent)}")
+    if full_key:
+        return ConfigError(f"{full_key}: {message}")
+    return ConfigError(message)
+
+
+def _valid_keys(parent: str) -> str:
+    node = OmegaConf.select(OmegaConf.structured(QuantizeJobConfig), parent) if parent else None
+    if parent and not OmegaConf.is_dict(node):
+        return "check the spelling"
+    keys = (node if parent else OmegaConf.structured(QuantizeJobConfig)).keys()
+    return f"valid keys of {parent or 'the config'}: {', '.join(keys)}"

@@ -1,0 +1,102 @@
+"""Typed schemas of every config the lab composes.
+
+Group YAMLs in `hydra_conf/` merge into these nodes, so a typo in a key or a value of the
+wrong type fails at composition. Checks that need more than a type (choices, ranges,
+combinations) live in `validate()` and run when the entry point converts the composed
+config with `OmegaConf.to_object`, before any weight is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from configs.errors import ConfigError, choices_error
+
+DTYPES = ("float32", "float16", "bfloat16")
+MODEL_KINDS = ("base", "instruct")
+DEVICES = ("auto", "cpu", "cuda")
+PER_CHANNEL = -1  # group_size value meaning one scale per output channel
+
+
+@dataclass
+class ModelConfig:
+    """Where a model comes from. Exactly one of hub_id, path or tiny_size is the source."""
+
+    name: str = MISSING  # short name used in artifact paths and reports
+    hub_id: Optional[str] = None  # Hugging Face repo id, e.g. Qwen/Qwen2.5-3B-Instruct
+    path: Optional[str] = None  # a local checkpoint folder (wins over hub_id)
+    tiny_size: Optional[str] = None  # a size of the lab's self-trained tiny family
+    tiny_profile: str = "full"  # tiny family build profile: full, or quick (tests)
+    revision: str = "main"
+    params_b: Optional[float] = None  # parameter count in billions, for size-vs-method maps
+    kind: str = "instruct"  # base or instruct: a base model is not expected to follow formats
+    dtype: str = "bfloat16"  # dtype the model is loaded and quantized in
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        if self.dtype not in DTYPES:
+            raise choices_error("model.dtype", self.dtype, DTYPES)
+        if self.kind not in MODEL_KINDS:
+            raise choices_error("model.kind", self.kind, MODEL_KINDS)
+        if self.tiny_size and not self.path:
+            from models.tiny import PROFILES, SIZES
+
+            if self.tiny_size not in SIZES:
+                raise choices_error("model.tiny_size", self.tiny_size, SIZES)
+            if self.tiny_profile not in PROFILES:
+                raise choices_error("model.tiny_profile", self.tiny_profile, PROFILES)
+        if not (self.path or self.hub_id or self.tiny_size):
+            raise ConfigError(
+                f"model {self.name!r} has no source: set model.path=/local/folder, "
+                "model.hub_id=org/name or pick a registered model (model=<name>)"
+            )
+
+
+@dataclass
+class QuantConfig:
+    """Settings every weight quantizer understands; each method says which values it takes."""
+
+    bits: int = 16
+    group_size: int = 128  # -1: per output channel
+    symmetric: bool = True
+
+
+@dataclass
+class CalibrationConfig:
+    """Calibration text for methods that need it (AWQ, GPTQ, SmoothQuant...)."""
+
+    source: str = "tiny"  # a named set, or file:/path/to/data.{txt,jsonl}
+    num_samples: int = 128
+    seq_len: int = 512
+    seed: int = 0
+    apply_chat_template: bool = False  # wrap samples in the model's chat template
+
+    def validate(self) -> None:
+        for key in ("num_samples", "seq_len"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"calibration.{key}={getattr(self, key)} must be >= 1")
+
+
+@dataclass
+class QuantizeJobConfig:
+    """`python -m quantize`: one model, one method, one artifact."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    output_dir: str = "lab/artifacts"
+    device: str = "auto"  # auto: CUDA when available, else CPU
+    seed: int = 0
+    overwrite: bool = False  # re-quantize even if an identical artifact exists
+    threads: Optional[int] = None  # torch CPU threads; None leaves the default
+    extra: List[str] = field(default_factory=list)  # free-form tags recorded in the manifest
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.calibration.validate()
+        if self.device not in DEVICES:
+            raise choices_error("device", self.device, DEVICES)

@@ -1,0 +1,1 @@
+"""Model sources (registry, local folders, the tiny family), loading, and artifacts."""

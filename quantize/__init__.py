@@ -1,0 +1,1 @@
+"""`python -m quantize`: one model, one method, one artifact folder."""

@@ -1,0 +1,64 @@
+"""python -m quantize method=<method> model=<name or folder> [key=value ...]"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from configs.compose import compose, compose_dict, group_choices
+from configs.errors import ConfigError
+
+USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
+
+Quantize one model with one method and write an artifact folder (weights, tokenizer,
+config and manifest.json) under output_dir. A second identical run reuses it.
+
+common settings:
+  quant.bits=4  quant.group_size=128 (-1 = per channel)  quant.symmetric=true
+  model.dtype=bfloat16  device=auto|cpu|cuda  output_dir=lab/artifacts  overwrite=false
+  calibration=<set>  calibration.num_samples=128  calibration.seq_len=512
+  --cfg    print the composed config and exit
+"""
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(help_text())
+        return 0
+    try:
+        if "--cfg" in argv:
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(compose_dict("quantize", [a for a in argv if a != "--cfg"])))
+            return 0
+        job = compose("quantize", argv)
+        from quantize.pipeline import quantize_job
+
+        folder = quantize_job(job)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(folder)
+    return 0
+
+
+def help_text() -> str:
+    from quantize.methods.base import available_methods
+
+    lines = [USAGE, "methods:"]
+    for name, cls in available_methods().items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        bits = ", ".join(map(str, cls.supported_bits)) or "-"
+        lines.append(f"  {name:<12} bits {bits:<12} {summary}")
+    lines.append("\nmodels (or any local checkpoint folder: model=/path/to/folder):")
+    for name in group_choices("model"):
+        model = compose_dict("quantize", [f"model={name}"]).model
+        source = model.hub_id or (f"tiny family ({model.tiny_size})" if model.tiny_size else "model.path=...")
+        size = f"{model.params_b}B" if model.params_b else ""
+        lines.append(f"  {name:<14} {size:<7} {model.kind:<9} {source}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

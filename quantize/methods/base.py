@@ -1,0 +1,154 @@
+"""The one interface every quantization method implements.
+
+A method is one module in `quantize/methods/` defining a `QuantMethod` subclass decorated
+with `@register`, plus one YAML in `hydra_conf/method/`. The class declares what it
+accepts (bits, group sizes, calibration, device, environment) so that a bad combination
+is rejected before any weight is loaded, and wraps the maintained library that does
+the work. Method-specific settings are the fields of its nested `Options` dataclass and
+are set as `method.<field>=...`.
+
+Lifecycle, driven by `quantize.pipeline`:
+    method = build_method(job)                # validates quant + options
+    method.check_model(model_config)           # dims vs group size, from config.json only
+    model = method.quantize(model, tokenizer, calibration_texts)
+    method.save(model, tokenizer, folder)      # into the artifact's temporary folder
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from configs.errors import ConfigError, choices_error
+from configs.schema import PER_CHANNEL, QuantConfig
+
+_REGISTRY: dict[str, type["QuantMethod"]] = {}
+
+
+class QuantMethod:
+    """Base class. Subclasses set the class attributes and implement `quantize`."""
+
+    name: ClassVar[str]
+    supported_bits: ClassVar[tuple[int, ...]] = ()
+    supported_group_sizes: ClassVar[tuple[int, ...]] = (32, 64, 128, PER_CHANNEL)
+    needs_calibration: ClassVar[bool] = False
+    requires_cuda: ClassVar[bool] = False
+    environment: ClassVar[str] = "main"  # the venv it runs in (scripts/setup.sh <environment>)
+    artifact_format: ClassVar[str] = "dense"  # what the weights on disk are
+    loader: ClassVar[str] = "transformers"  # how models.loading reloads the artifact
+    quantized_on_disk: ClassVar[bool] = True  # False: quantized when loaded (bitsandbytes)
+
+    @dataclass
+    class Options:
+        """Method-specific settings (`method.<field>`); none by default."""
+
+    def __init__(self, quant: QuantConfig, options: "QuantMethod.Options", dtype: str = "bfloat16"):
+        self.quant = quant
+        self.options = options
+        self.dtype = dtype  # the dtype the model is loaded and quantized in
+
+    # -- validation, before any weight is loaded --------------------------------------
+    def validate(self) -> None:
+        if self.supported_bits and self.quant.bits not in self.supported_bits:
+            raise ConfigError(
+                f"quant.bits={self.quant.bits} is not supported by method={self.name}; "
+                f"choices: {', '.join(map(str, self.supported_bits))}"
+            )
+        if self.supported_bits and self.quant.group_size not in self.supported_group_sizes:
+            raise ConfigError(
+                f"quant.group_size={self.quant.group_size} is not supported by method={self.name}; "
+                f"choices: {', '.join(map(str, self.supported_group_sizes))} (-1 = per channel)"
+            )
+
+    def check_model(self, model_config: Any) -> None:
+        """Reject a model whose linear input dims the group size does not divide."""
+        group = self.quant.group_size
+        if not self.supported_bits or group == PER_CHANNEL:
+            return
+        for dim_name, dim in linear_input_dims(model_config).items():
+            if dim % group:
+                raise ConfigError(
+                    f"quant.group_size={group} does not divide {dim_name}={dim} of this model; "
+                    f"choose a group size that divides it or -1 (per channel)"
+                )
+
+    # -- work ---------------------------------------------------------------------------
+    def label(self) -> str:
+        """Short, human-readable id of the variant, e.g. rtn-w4a16-g128."""
+        group = "ch" if self.quant.group_size == PER_CHANNEL else f"g{self.quant.group_size}"
+        return f"{self.name}-w{self.quant.bits}a16-{group}"
+
+    def quantize(self, model, tokenizer, calibration_texts: Optional[list[str]]):
+        raise NotImplementedError
+
+    def save(self, model, tokenizer, folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    def describe(self) -> dict:
+        """What goes into the manifest about the method."""
+        return {
+            "name": self.name,
+            "options": dataclasses.asdict(self.options),
+            "needs_calibration": self.needs_calibration,
+            "environment": self.environment,
+            "artifact_format": self.artifact_format,
+            "loader": self.loader,
+            "quantized_on_disk": self.quantized_on_disk,
+        }
+
+
+def linear_input_dims(model_config: Any) -> dict[str, int]:
+    """The input widths of the quantized linear layers of a decoder-only transformer."""
+    text_config = getattr(model_config, "text_config", None) or model_config
+    hidden = text_config.hidden_size
+    heads = text_config.num_attention_heads
+    head_dim = getattr(text_config, "head_dim", None) or hidden // heads
+    return {
+        "hidden_size": hidden,
+        "intermediate_size": text_config.intermediate_size,
+        "num_attention_heads*head_dim": heads * head_dim,
+    }
+
+
+def register(cls: type[QuantMethod]) -> type[QuantMethod]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_methods() -> dict[str, type[QuantMethod]]:
+    """Every registered method, importing each module of this package once."""
+    package = importlib.import_module("quantize.methods")
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "base":
+            importlib.import_module(f"quantize.methods.{module.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def build_method(method_settings: dict, quant: QuantConfig, dtype: str = "bfloat16") -> QuantMethod:
+    """The validated method object for `method.*` and `quant.*` settings."""
+    settings = dict(method_settings)
+    name = settings.pop("name", None)
+    methods = available_methods()
+    if name not in methods:
+        raise choices_error("method", name, methods)
+    cls = methods[name]
+    method = cls(quant, _build_options(cls, settings), dtype)
+    method.validate()
+    return method
+
+
+def _build_options(cls: type[QuantMethod], settings: dict) -> QuantMethod.Options:
+    fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+    for key, value in settings.items():
+        if key not in fields:
+            valid = ", ".join(fields) or "none"
+            raise ConfigError(f"unknown setting 'method.{key}' for method={cls.name}; valid keys: name, {valid}")
+    options = cls.Options(**settings)
+    if hasattr(options, "validate"):
+        options.validate()
+    return options

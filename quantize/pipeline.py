@@ -1,0 +1,125 @@
+"""The quantize recipe: validate -> resolve model -> load -> quantize -> save artifact.
+
+Everything that can be checked without weights is checked first (settings, method vs
+bits/group, device, model dims from config.json), so a bad combination fails in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+import time
+from pathlib import Path
+
+from configs.errors import ConfigError
+from configs.schema import QuantizeJobConfig
+from models.artifact import fingerprint, publish, read_manifest, staging_folder
+from models.loading import load_model, pick_device
+from models.provenance import provenance
+from models.sources import model_identity, resolve_model_dir
+from quantize.methods.base import QuantMethod, build_method
+
+log = logging.getLogger("quantize")
+
+
+@dataclasses.dataclass
+class PlannedArtifact:
+    """Everything known about an artifact before any weight is loaded."""
+
+    method: QuantMethod
+    source_dir: Path
+    folder: Path
+    fingerprint: str
+    identity: dict
+
+
+def plan(job: QuantizeJobConfig) -> PlannedArtifact:
+    """Validate the job against the method and the model's config; load no weights."""
+    from transformers import AutoConfig
+
+    method = build_method(job.method, job.quant, job.model.dtype)
+    device = pick_device(job.device)
+    if method.requires_cuda and device != "cuda":
+        raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
+    source_dir = resolve_model_dir(job.model)
+    method.check_model(AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code))
+    identity = model_identity(job.model, source_dir)
+    key = fingerprint(
+        {
+            "model": identity,
+            "dtype": job.model.dtype,
+            "method": method.describe(),
+            "quant": dataclasses.asdict(job.quant) if method.supported_bits else None,
+            "calibration": None,  # calibration-based methods add their fingerprint here
+            "seed": job.seed,
+        }
+    )
+    folder = Path(job.output_dir) / job.model.name / f"{method.label()}-{key[:10]}"
+    return PlannedArtifact(method, source_dir, folder.resolve(), key, identity)
+
+
+def quantize_job(job: QuantizeJobConfig) -> Path:
+    """Produce (or find) the artifact for `job`; returns its folder."""
+    planned = plan(job)
+    if not job.overwrite and read_manifest(planned.folder):
+        log.info("artifact already complete, reusing it: %s", planned.folder)
+        return planned.folder
+    _seed_everything(job.seed, job.threads)
+    started = time.perf_counter()
+    model, tokenizer = load_model(planned.source_dir, dtype=job.model.dtype, device="cpu")
+    quantize_started = time.perf_counter()
+    log.info("quantizing %s with %s", job.model.name, planned.method.label())
+    model = planned.method.quantize(model, tokenizer, calibration_texts=None)
+    quantize_seconds = time.perf_counter() - quantize_started
+    with staging_folder(planned.folder) as staging:
+        planned.method.save(model, tokenizer, staging)
+        manifest = _manifest(job, planned, model, quantize_seconds, time.perf_counter() - started)
+        folder = publish(staging, planned.folder, manifest, replace=job.overwrite)
+    log.info("artifact written: %s", folder)
+    return folder
+
+
+def _manifest(job, planned: PlannedArtifact, model, quantize_seconds: float, total_seconds: float) -> dict:
+    import torch
+
+    peak = {"cpu_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if torch.cuda.is_available():
+        peak["cuda_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    return {
+        "fingerprint": planned.fingerprint,
+        "label": planned.method.label(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {
+            **dataclasses.asdict(job.model),
+            "source_dir": str(planned.source_dir),
+            "identity": planned.identity,
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "method": planned.method.describe(),
+        "quant": dataclasses.asdict(job.quant) if planned.method.supported_bits else None,
+        "weight_bits": job.quant.bits if planned.method.supported_bits else _dtype_bits(job.model.dtype),
+        "calibration": None,
+        "seed": job.seed,
+        "config": dataclasses.asdict(job),
+        "timing": {"quantize_seconds": round(quantize_seconds, 3), "total_seconds": round(total_seconds, 3)},
+        "peak_memory": peak,
+        **provenance(),
+    }
+
+
+def _dtype_bits(dtype: str) -> int:
+    return 32 if dtype == "float32" else 16
+
+
+def _seed_everything(seed: int, threads: int | None) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)

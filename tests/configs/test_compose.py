@@ -1,0 +1,118 @@
+"""Every shipped config composes and validates; every kind of bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from configs.compose import compose, group_choices
+from configs.errors import ConfigError
+from quantize.methods.base import available_methods, build_method
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("model", [m for m in group_choices("model") if m != "local"])
+@pytest.mark.parametrize("method", group_choices("method"))
+def test_every_method_and_model_config_validates(method, model):
+    job = compose("quantize", [f"method={method}", f"model={model}"])
+    built = build_method(job.method, job.quant, job.model.dtype)
+    assert built.name == method
+    assert job.model.name == model
+
+
+def test_every_method_yaml_has_a_registered_module_and_vice_versa():
+    assert set(group_choices("method")) == set(available_methods())
+
+
+def test_every_yaml_opens_with_a_comment():
+    from configs.compose import CONFIG_DIR
+
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        first = path.read_text().lstrip().splitlines()[0]
+        assert first.startswith("#"), path
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["method=awqq"], ["method='awqq'", "rtn"]),
+        (["model=qwen9"], ["model='qwen9'", "qwen2.5-3b", "local checkpoint folder"]),
+        (["model.dtype=int3"], ["model.dtype='int3'", "bfloat16"]),
+        (["device=tpu"], ["device='tpu'", "cuda"]),
+        (["quant.bitz=3"], ["quant.bitz", "bits, group_size, symmetric"]),
+        (["quant.bits=four"], ["quant.bits", "four"]),
+        (["model=/no/such/folder"], ["/no/such/folder", "no such folder"]),
+        (["calibration.num_samples=0"], ["calibration.num_samples=0"]),
+        (["model.tiny_size=tiny-xxl"], ["tiny-xxl", "tiny-s"]),
+    ],
+)
+def test_bad_settings_raise_one_line_naming_value_and_choices(overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        compose("quantize", overrides)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["method=rtn", "quant.bits=5"], ["quant.bits=5", "2, 3, 4, 8"]),
+        (["method=rtn", "quant.group_size=48"], ["quant.group_size=48", "32, 64, 128, -1"]),
+        (["method=rtn", "method.act_order=true"], ["method.act_order", "valid keys"]),
+    ],
+)
+def test_method_rejects_settings_it_cannot_take(overrides, expected):
+    job = compose("quantize", overrides)
+    with pytest.raises(ConfigError) as error:
+        build_method(job.method, job.quant, job.model.dtype)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_group_size_that_does_not_divide_model_dims_is_rejected_without_weights(tmp_path):
+    """The folder holds only config.json: a check that loaded weights would crash instead."""
+    from quantize.pipeline import plan
+
+    config = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 192,
+        "intermediate_size": 384, "num_attention_heads": 3, "num_key_value_heads": 1,
+        "head_dim": 64, "num_hidden_layers": 1, "vocab_size": 256,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    job = compose("quantize", ["method=rtn", "quant.group_size=128", f"model={tmp_path}"])
+    with pytest.raises(ConfigError, match="group_size=128 does not divide hidden_size=192"):
+        plan(job)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["method=nope"], "method='nope'"),
+        (["method=rtn", "quant.bits=7", "model=qwen2.5-3b"], "quant.bits=7"),
+        (["model.dtype=fp8"], "model.dtype='fp8'"),
+        (["quant.group_size=sixty"], "quant.group_size"),
+    ],
+)
+def test_cli_prints_one_error_line_and_exits_2(args, fragment):
+    result = run_cli("quantize", *args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and fragment in error_lines[0], result.stderr
+
+
+def test_cli_help_lists_methods_and_models():
+    result = run_cli("quantize", "--help", timeout=120)
+    assert result.returncode == 0
+    for name in [*available_methods(), "qwen2.5-3b", "llama3.2-1b", "tiny-s"]:
+        assert name in result.stdout
+
+
+def test_hub_model_without_network_says_how_to_predownload(tmp_path):
+    result = run_cli("quantize", "model=qwen2.5-3b", f"output_dir={tmp_path}", env={"HF_HOME": str(tmp_path / "hf")}, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "huggingface-cli download Qwen/Qwen2.5-3B-Instruct" in result.stderr
