@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from configs.errors import ConfigError
+from configs.eval_schema import EvalRunConfig
 from configs.schema import QuantizeJobConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "hydra_conf"
-SCHEMAS = {"quantize_schema": QuantizeJobConfig}
+SCHEMAS = {"quantize_schema": QuantizeJobConfig, "evaluate_run_schema": EvalRunConfig}
 
 
 def register_schemas() -> None:
@@ -46,7 +47,7 @@ def compose(config_name: str, overrides: list[str]):
     try:
         job = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
-        raise _as_config_error(error) from None
+        raise _as_config_error(error, config_name) from None
     job.validate()
     return job
 
@@ -59,7 +60,7 @@ def compose_dict(config_name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return hydra_compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        raise _as_config_error(error) from None
+        raise _as_config_error(error, config_name) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -88,23 +89,27 @@ def _check_group_choices(overrides: list[str]) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; choices: {', '.join(choices)}{also}")
 
 
-def _as_config_error(error: Exception) -> ConfigError:
+def _as_config_error(error: Exception, config_name: str) -> ConfigError:
     """One line from Hydra's or OmegaConf's multi-line message (the root cause's, if any)."""
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
     full_key = getattr(cause, "full_key", None)
     message = getattr(cause, "msg", None) or str(cause)
     message = message.strip().splitlines()[0] if message.strip() else type(cause).__name__
+    if full_key and "missing mandatory value" in message:
+        return ConfigError(f"missing required setting {full_key!r}: add {full_key}=<value>")
     if full_key and "not in" in message:
         parent = full_key.rpartition(".")[0]
-        return ConfigError(f"unknown setting {full_key!r}; {_valid_keys(parent)}")
+        return ConfigError(f"unknown setting {full_key!r}; {_valid_keys(SCHEMAS[f'{config_name}_schema'], parent)}")
     if full_key:
         return ConfigError(f"{full_key}: {message}")
     return ConfigError(message)
 
 
-def _valid_keys(parent: str) -> str:
-    node = OmegaConf.select(OmegaConf.structured(QuantizeJobConfig), parent) if parent else None
-    if parent and not OmegaConf.is_dict(node):
+def _valid_keys(schema: type, parent: str) -> str:
+    node = OmegaConf.structured(schema)
+    if parent:
+        node = OmegaConf.select(node, parent)
+    if not OmegaConf.is_dict(node):
         return "check the spelling"
-    keys = (node if parent else OmegaConf.structured(QuantizeJobConfig)).keys()
+    keys = node.keys()
     return f"valid keys of {parent or 'the config'}: {', '.join(keys)}"

@@ -66,18 +66,34 @@ class QuantConfig:
 
 @dataclass
 class CalibrationConfig:
-    """Calibration text for methods that need it (AWQ, GPTQ, SmoothQuant...)."""
+    """Calibration text for methods that need it (AWQ, GPTQ, SmoothQuant, AutoRound).
 
-    source: str = "tiny"  # a named set, or file:/path/to/data.{txt,jsonl}
+    `source` is a named set (a YAML in hydra_conf/calibration/, which also fills in where
+    its records come from: dataset ... pack) or `file:/path/to/data.{txt,jsonl}`.
+    `calibration/` loads it; see calibration/loading.py for how records become samples.
+    """
+
+    source: str = "tiny"  # a named set, or file:/path/to/data.{txt,jsonl,json,parquet}
     num_samples: int = 128
-    seq_len: int = 512
-    seed: int = 0
+    seq_len: int = 512  # tokens per sample (longer records are cut)
+    seed: int = 0  # which records are drawn
     apply_chat_template: bool = False  # wrap samples in the model's chat template
+    # Where the records come from (a named set's YAML sets these):
+    dataset: Optional[str] = None  # datasets.load_dataset path (a Hub id)
+    subset: Optional[str] = None  # its config name, e.g. wikitext-2-raw-v1
+    split: str = "train"
+    data_files: Optional[str] = None  # files to read; a local file in the same schema reads it offline
+    text_field: str = "text"  # the text; the prompt if response_field is set; or a list of chat messages
+    response_field: Optional[str] = None  # e.g. a worked solution, rendered as the assistant turn
+    pack: bool = False  # concatenate records and cut seq_len windows, instead of one record per sample
 
     def validate(self) -> None:
         for key in ("num_samples", "seq_len"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"calibration.{key}={getattr(self, key)} must be >= 1")
+        from calibration.loading import resolve
+
+        resolve(self)  # an unknown source is one line here, before anything loads
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""python -m evaluate run artifact=<folder> [eval=<set>] [key=value ...]"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from configs.compose import compose, compose_dict, group_choices
+from configs.errors import ConfigError
+
+COMMANDS = ("run",)
+USAGE = """usage: python -m evaluate run artifact=<folder> [eval=<set>] [key=value ...]
+
+run      evaluate one artifact (and its baseline, if any) on a set of tasks; one record per
+         (artifact, task, settings) in results_dir, with every model answer beside it.
+         A second identical run finds the records and does nothing.
+
+common settings:
+  eval=<set>  eval.tasks=[arc_easy,gsm8k]  eval.limit=200  eval.batch_size=16
+  eval.apply_chat_template=auto|true|false  eval.data_files.<task>=/path/local.jsonl
+  baseline=auto|null|<folder>  results_dir=lab/results  device=auto|cpu|cuda  speed.enabled=true
+  --cfg    print the composed config and exit
+"""
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + f"\neval sets: {', '.join(group_choices('eval'))}")
+        return 0
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choices: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        if "--cfg" in args:
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(compose_dict("evaluate_run", [a for a in args if a != "--cfg"])))
+            return 0
+        job = compose("evaluate_run", args)
+        from evaluate.run import evaluate_artifact
+
+        folders = evaluate_artifact(job)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(str(folder) for folder in folders))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

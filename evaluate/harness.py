@@ -1,0 +1,111 @@
+"""The bridge to lm-evaluation-harness: an already loaded model, any task lm-eval knows.
+
+The (quantized) model is wrapped in lm-eval's own `HFLM`, so stock tasks give the numbers
+the `lm_eval` command line gives on the same artifact and settings. The lab's task YAMLs
+(`evaluate/tasks/`) are added through an include path. A task can be pointed at a local
+data file in its schema (`data_files`): a small YAML that includes the task and swaps
+its dataset is written to a temporary include folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+LAB_TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+@dataclass
+class TaskRun:
+    """What lm-eval returned for one task."""
+
+    name: str
+    output_type: str
+    metrics: dict  # lm-eval's aggregated metrics for the task
+    samples: list  # lm-eval's logged samples (doc, resps, filtered_resps, target, metrics)
+    config: dict  # the task config lm-eval used
+    n_samples: int
+
+
+def run_tasks(
+    model,
+    tokenizer,
+    tasks: list[str],
+    *,
+    batch_size: int,
+    limit: Optional[int] = None,
+    num_fewshot: Optional[int] = None,
+    apply_chat_template: bool = False,
+    max_gen_toks: Optional[int] = None,
+    data_files: Optional[dict[str, str]] = None,
+    include_path: Optional[str] = None,
+    seed: int = 0,
+) -> dict[str, TaskRun]:
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    with tempfile.TemporaryDirectory(prefix="lab-tasks-") as overrides_dir:
+        include = [str(LAB_TASKS_DIR)] + ([include_path] if include_path else [])
+        for task, path in (data_files or {}).items():
+            _write_local_data_task(Path(overrides_dir), task, Path(path))
+        if data_files:
+            include.append(overrides_dir)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        results = simple_evaluate(
+            model=lm,
+            tasks=list(tasks),
+            # lm-eval's ~10k own task YAMLs are indexed only when a stock task is asked for
+            task_manager=TaskManager(include_path=include, include_defaults=not all(map(task_yaml, tasks))),
+            limit=limit,
+            num_fewshot=num_fewshot,
+            apply_chat_template=apply_chat_template,
+            gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
+            log_samples=True,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            bootstrap_iters=1000,
+        )
+    return {
+        name: TaskRun(
+            name=name,
+            output_type=results["configs"][name].get("output_type", ""),
+            metrics=results["results"][name],
+            samples=results["samples"][name],
+            config=results["configs"][name],
+            n_samples=results["n-samples"][name]["effective"],
+        )
+        for name in tasks
+    }
+
+
+def task_yaml(task: str) -> Optional[Path]:
+    """The lab's YAML for `task`, if it is one of ours (stock tasks return None)."""
+    path = LAB_TASKS_DIR / f"{task}.yaml"
+    return path if path.is_file() else None
+
+
+def _write_local_data_task(folder: Path, task: str, data_file: Path) -> None:
+    parent = task_yaml(task)
+    if parent is None:
+        raise ValueError(f"eval.data_files: {task!r} is not one of the lab's tasks ({LAB_TASKS_DIR})")
+    if not data_file.is_file():
+        raise FileNotFoundError(f"eval.data_files.{task}: no such file {data_file}")
+    override = {
+        "include": str(parent),
+        "task": task,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
+        "test_split": "test",
+    }
+    (folder / f"{task}.yaml").write_text(yaml.safe_dump(override, sort_keys=False))

@@ -1,0 +1,318 @@
+"""The evaluate recipe: artifact -> lm-eval tasks, speed, KL -> records in the results store.
+
+Records that already exist are found first and not recomputed; when everything exists
+no model is loaded. The baseline (the method=none artifact of the same model) is
+evaluated first when it exists, so that every variant's record can carry its paired
+comparison and the baseline gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from configs.errors import ConfigError
+from configs.eval_schema import EvalRunConfig
+from evaluate import diagnostics, records, store
+from evaluate.harness import run_tasks, task_yaml
+from models.artifact import fingerprint, read_manifest
+from models.loading import load_model
+from models.provenance import provenance
+
+log = logging.getLogger("evaluate")
+
+
+@dataclasses.dataclass
+class PlannedRecord:
+    task: str
+    settings: dict
+    folder: Path
+
+
+def evaluate_artifact(job: EvalRunConfig) -> list[Path]:
+    """Evaluate `job.artifact` (and its baseline first); returns the record folders."""
+    artifact = Path(job.artifact).expanduser().resolve()
+    manifest = _manifest(artifact)
+    baseline = find_baseline(job, artifact, manifest)
+    if baseline is not None:
+        evaluate_artifact(dataclasses.replace(job, artifact=str(baseline), baseline=None))
+    data_files = resolve_data_files(job, manifest)
+    planned = plan_records(job, artifact, manifest, data_files)
+    pending = [p for p in planned if store.find_record(p.folder) is None]
+    if not pending:
+        log.info("every record already exists for %s; nothing to do", artifact.name)
+        return [p.folder for p in planned]
+    _set_threads(job.threads)
+    started = time.perf_counter()
+    model, tokenizer = load_model(artifact, device=job.device)
+    load_seconds = time.perf_counter() - started
+    context = _Context(job, artifact, manifest, baseline, model, tokenizer, load_seconds, data_files)
+    task_plans = [p for p in pending if p.task not in ("speed", "kl_divergence")]
+    if task_plans:
+        _evaluate_tasks(context, task_plans)
+    for plan in pending:
+        if plan.task == "speed":
+            _measure_speed(context, plan)
+        elif plan.task == "kl_divergence":
+            _measure_kl(context, plan, planned)
+    store.write_table(Path(job.results_dir))
+    return [p.folder for p in planned]
+
+
+# -- planning (no model loaded) ----------------------------------------------------------
+def plan_records(job: EvalRunConfig, artifact: Path, manifest: dict, data_files: dict) -> list[PlannedRecord]:
+    chat = use_chat_template(job, artifact)
+    common = {"limit": job.eval.limit, "num_fewshot": job.eval.num_fewshot, "max_gen_toks": job.eval.max_gen_toks,
+              "apply_chat_template": chat, "seed": job.eval.seed, "scoring_version": records.SCORING_VERSION}
+    tasks = list(job.eval.tasks) + ([job.eval.perplexity_task] if job.eval.perplexity_task else [])
+    plans = []
+    for task in tasks:
+        settings = {"task": task, "task_config": _task_config_hash(task), "data": _file_hash(data_files.get(task)), **common}
+        plans.append(_planned(job, manifest, task, settings))
+    if job.speed.enabled:
+        speed = {**dataclasses.asdict(job.speed), "batch_sizes": sorted({*job.speed.batch_sizes, job.eval.batch_size}),
+                 "device": job.device}
+        plans.append(_planned(job, manifest, "speed", {"task": "speed", **speed}))
+    if not _is_baseline(manifest) and find_baseline(job, artifact, manifest) is not None:
+        kl = {"task": "kl_divergence", **dataclasses.asdict(job.diagnostics), "prompts_from": plans[0].settings}
+        plans.append(_planned(job, manifest, "kl_divergence", kl))
+    return plans
+
+
+def _planned(job, manifest, task, settings) -> PlannedRecord:
+    key = fingerprint(settings)
+    folder = store.record_folder(Path(job.results_dir), manifest["fingerprint"], task, key)
+    return PlannedRecord(task, {**settings, "fingerprint": key}, folder)
+
+
+def find_baseline(job: EvalRunConfig, artifact: Path, manifest: dict) -> Optional[Path]:
+    """The baseline artifact to compare with, or None (the artifact is a baseline itself,
+    `baseline=null`, or no method=none artifact of the same model exists)."""
+    if job.baseline is None or _is_baseline(manifest):
+        return None
+    if job.baseline != "auto":
+        folder = Path(job.baseline).expanduser().resolve()
+        if read_manifest(folder) is None:
+            raise ConfigError(f"baseline={job.baseline!r} is not a complete artifact folder (no valid manifest.json)")
+        return folder
+    for candidate in sorted(artifact.parent.glob("none-*")):
+        other = read_manifest(candidate)
+        if other and other["model"]["identity"] == manifest["model"]["identity"] and other["model"]["dtype"] == manifest["model"]["dtype"]:
+            return candidate
+    return None
+
+
+def resolve_data_files(job: EvalRunConfig, manifest: dict) -> dict[str, str]:
+    """eval.data_files with `tiny:<task>` resolved to the tiny family's held-out files."""
+    resolved = {}
+    for task, value in job.eval.data_files.items():
+        if value.startswith("tiny:"):
+            root = Path(manifest["model"]["source_dir"]).parent
+            if not (root / "data").is_dir():
+                raise ConfigError(f"eval.data_files.{task}={value!r}: the artifact is not of a tiny-family model")
+            value = str(_tiny_data_file(root / "data", value.removeprefix("tiny:"), Path(job.results_dir)))
+        if not Path(value).is_file():
+            raise ConfigError(f"eval.data_files.{task}={value!r}: no such file")
+        resolved[task] = str(Path(value).resolve())
+    return resolved
+
+
+def use_chat_template(job: EvalRunConfig, artifact: Path) -> bool:
+    if job.eval.apply_chat_template != "auto":
+        return job.eval.apply_chat_template == "true"
+    tokenizer_config = artifact / "tokenizer_config.json"
+    has_template = (artifact / "chat_template.jinja").is_file()
+    if tokenizer_config.is_file():
+        has_template = has_template or bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
+    return has_template
+
+
+# -- work (model loaded) -----------------------------------------------------------------
+@dataclasses.dataclass
+class _Context:
+    job: EvalRunConfig
+    artifact: Path
+    manifest: dict
+    baseline: Optional[Path]
+    model: object
+    tokenizer: object
+    load_seconds: float
+    data_files: dict
+
+
+def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
+    job = ctx.job
+    chat = plans[0].settings["apply_chat_template"]
+    started = time.perf_counter()
+    runs = run_tasks(
+        ctx.model, ctx.tokenizer, [p.task for p in plans], batch_size=job.eval.batch_size, limit=job.eval.limit,
+        num_fewshot=job.eval.num_fewshot, apply_chat_template=chat, max_gen_toks=job.eval.max_gen_toks,
+        data_files={t: f for t, f in ctx.data_files.items() if t in {p.task for p in plans}},
+        include_path=job.eval.include_path, seed=job.eval.seed,
+    )
+    seconds = time.perf_counter() - started
+    for plan in plans:
+        run = runs[plan.task]
+        boxed = "answer_kind" in (run.config.get("metadata") or {})
+        rows = records.boxed_rows(run, ctx.tokenizer) if boxed else records.stock_rows(run)
+        metrics = records.boxed_metrics(rows) if boxed else records.stock_metrics(run)
+        record = _record(ctx, plan, metrics, n=len(rows), seconds=seconds)
+        record["task_type"] = "boxed" if boxed else run.output_type
+        record["lm_eval"] = {k: records._plain(v) for k, v in run.metrics.items()}
+        record["baseline"] = _baseline_comparison(ctx, plan, metrics, rows) if "correct" in (rows[0] if rows else {}) else None
+        store.write_record(plan.folder, record, rows)
+        log.info("%s %s: %s", ctx.artifact.name, plan.task, _summary(metrics))
+
+
+def _baseline_comparison(ctx: _Context, plan: PlannedRecord, metrics: dict, rows: list[dict]) -> Optional[dict]:
+    if ctx.baseline is None:
+        return {"is_baseline": _is_baseline(ctx.manifest)}
+    base_manifest = read_manifest(ctx.baseline)
+    folder = store.record_folder(Path(ctx.job.results_dir), base_manifest["fingerprint"], plan.task, plan.settings["fingerprint"])
+    base_record = store.find_record(folder)
+    if base_record is None:
+        return {"is_baseline": False, "baseline_artifact": str(ctx.baseline), "missing": True}
+    base_metrics = base_record["metrics"]
+    comparison = {
+        "is_baseline": False,
+        "baseline_artifact": str(ctx.baseline),
+        "baseline_fingerprint": base_manifest["fingerprint"],
+        "flips": diagnostics.flips(rows, store.read_samples(folder)),
+    }
+    if "accuracy" in metrics and "accuracy" in base_metrics:
+        comparison["delta_accuracy"] = metrics["accuracy"] - base_metrics["accuracy"]
+        comparison["recovery"] = metrics["accuracy"] / base_metrics["accuracy"] if base_metrics["accuracy"] else None
+    if "format_compliance" in metrics and "format_compliance" in base_metrics:
+        comparison["delta_format_compliance"] = metrics["format_compliance"] - base_metrics["format_compliance"]
+    comparison["gate"] = diagnostics.baseline_gate(
+        metrics, base_metrics, weight_bits=ctx.manifest["weight_bits"], model_kind=ctx.manifest["model"]["kind"],
+        chat_template=plan.settings["apply_chat_template"], min_compliance=ctx.job.diagnostics.gate_min_baseline_compliance,
+        max_8bit_drop=ctx.job.diagnostics.gate_max_8bit_drop,
+    )
+    return comparison
+
+
+def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
+    from evaluate.speed import measure_speed
+
+    speed = measure_speed(
+        ctx.model, ctx.tokenizer, prompt_tokens=ctx.job.speed.prompt_tokens, new_tokens=ctx.job.speed.new_tokens,
+        batch_sizes=plan.settings["batch_sizes"], warmup=ctx.job.speed.warmup, repeats=ctx.job.speed.repeats,
+    )
+    speed["load_seconds"] = ctx.load_seconds
+    speed["size_on_disk_bytes"] = ctx.manifest["size_on_disk_bytes"]
+    record = _record(ctx, plan, {}, n=0, seconds=0.0)
+    record["speed"] = speed
+    store.write_record(plan.folder, record, [])
+
+
+def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]) -> None:
+    """KL against the baseline's reference distribution, created on first use."""
+    settings = ctx.job.diagnostics
+    prompts = _kl_prompts(ctx, planned)
+    base_manifest = read_manifest(ctx.baseline)
+    prompts_key = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:12]
+    path = Path(ctx.job.results_dir) / "cache" / f"kl-reference-{base_manifest['fingerprint'][:16]}-{prompts_key}-k{settings.kl_top_k}.pt"
+    reference = diagnostics.load_reference(path)
+    if reference is None:
+        base_model, base_tokenizer = load_model(ctx.baseline, device=ctx.job.device)
+        reference = diagnostics.reference_distribution(base_model, base_tokenizer, prompts, top_k=settings.kl_top_k,
+                                                       max_tokens=settings.kl_max_tokens)
+        del base_model
+        diagnostics.save_reference(path, reference)
+    metrics = diagnostics.kl_to_reference(ctx.model, ctx.tokenizer, prompts, reference, max_tokens=settings.kl_max_tokens)
+    record = _record(ctx, plan, metrics, n=metrics["n_prompts"], seconds=0.0)
+    record["baseline"] = {"baseline_artifact": str(ctx.baseline), "baseline_fingerprint": base_manifest["fingerprint"]}
+    store.write_record(plan.folder, record, [])
+
+
+def _kl_prompts(ctx: _Context, planned: list[PlannedRecord]) -> list[str]:
+    """The first prompts (with generation) of the first task: the same docs for every variant."""
+    first = planned[0]
+    rows = store.read_samples(first.folder) if store.find_record(first.folder) else []
+    prompts = [row["prompt"] + row.get("generation", "") for row in rows if "prompt" in row]
+    if not prompts:
+        raise ConfigError(f"KL divergence needs a generation task first in eval.tasks (got {first.task!r})")
+    return prompts[: ctx.job.diagnostics.kl_prompts]
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _record(ctx: _Context, plan: PlannedRecord, metrics: dict, *, n: int, seconds: float) -> dict:
+    manifest = ctx.manifest
+    quant = manifest.get("quant") or {}
+    return {
+        "task": plan.task,
+        "n": n,
+        "metrics": metrics,
+        "settings": plan.settings,
+        "settings_fingerprint": plan.settings["fingerprint"],
+        "artifact": {
+            "path": str(ctx.artifact), "fingerprint": manifest["fingerprint"], "label": manifest["label"],
+            "model": manifest["model"]["name"], "model_kind": manifest["model"]["kind"],
+            "params_b": manifest["model"].get("params_b"), "num_parameters": manifest["model"].get("num_parameters"),
+            "method": manifest["method"]["name"], "weight_bits": manifest["weight_bits"],
+            "group_size": quant.get("group_size"), "size_on_disk_bytes": manifest["size_on_disk_bytes"],
+            "is_baseline": _is_baseline(manifest),
+        },
+        "eval_seconds": round(seconds, 3),
+        "eval_batch_size": ctx.job.eval.batch_size,
+        "data_files": ctx.data_files,
+        **provenance(),
+    }
+
+
+def _summary(metrics: dict) -> str:
+    keys = ("accuracy", "rescored_accuracy", "format_compliance", "word_perplexity")
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), float))
+
+
+def _manifest(artifact: Path) -> dict:
+    manifest = read_manifest(artifact)
+    if manifest is None:
+        raise ConfigError(f"artifact={str(artifact)!r} is not a complete artifact folder (no valid manifest.json); "
+                          "create one with python -m quantize")
+    return manifest
+
+
+def _is_baseline(manifest: dict) -> bool:
+    return manifest["method"]["name"] == "none"
+
+
+def _task_config_hash(task: str) -> Optional[str]:
+    path = task_yaml(task)
+    if path is None:
+        return None
+    from evaluate.prompts import task_config
+
+    return fingerprint(task_config(task))[:16]
+
+
+def _file_hash(path: Optional[str]) -> Optional[str]:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+
+
+def _tiny_data_file(data_dir: Path, name: str, results_dir: Path) -> Path:
+    """tiny:<task> -> data/tiny_<task>.jsonl; tiny:text -> held-out passages as {"text"}."""
+    if name != "text":
+        return data_dir / f"tiny_{name}.jsonl"
+    source = data_dir / "tiny_squad.jsonl"
+    target = results_dir / "cache" / f"tiny_text-{_file_hash(str(source))}.jsonl"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"text": json.loads(line)["context"]}) for line in source.read_text().splitlines()]
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(target)
+    return target
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
