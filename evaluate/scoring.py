@@ -222,7 +222,7 @@ def _last_well_formed(boxes: Sequence[Box]) -> Box | None:
 
 
 def _format_ok(generation: str, boxes: Sequence[Box], hit_max_tokens: bool) -> bool:
-    if len(boxes) != 1 or not boxes[0].well_formed:
+    if hit_max_tokens or len(boxes) != 1 or not boxes[0].well_formed:
         return False
     tail = _strip_closing_tokens(generation[boxes[0].end :])
     return not any(ch.isalnum() for ch in tail)
