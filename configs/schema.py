@@ -113,6 +113,8 @@ class QuantizeJobConfig:
 
     def validate(self) -> None:
         self.model.validate()
+        if self.calibration.source == "auto":  # the tiny family's own text, else OpenMath
+            self.calibration.source = "tiny" if self.model.tiny_size and not self.model.path else "openmath"
         self.calibration.validate()
         if self.device not in DEVICES:
             raise choices_error("device", self.device, DEVICES)

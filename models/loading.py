@@ -1,16 +1,16 @@
 """The lab's one loading function, for source checkpoints and artifacts alike.
 
-An artifact's manifest names its loader; everything that `transformers` can read
-(dense, compressed-tensors, bitsandbytes) uses `from_pretrained`.
+An artifact's manifest names its loader (`method.loader`); everything `transformers`
+reads (dense, compressed-tensors, bitsandbytes) uses `from_pretrained`. A method whose
+library saves its own format registers its loader in `LOADERS`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from models.artifact import read_manifest
-
-TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -21,23 +21,41 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def load_model(folder: Path, *, dtype: str | None = None, device: str = "auto"):
+def load_model(folder: Path, *, dtype: str | None = None, device: str = "auto", **kwargs):
     """(model, tokenizer) from a checkpoint or artifact folder, in eval mode."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     loader = manifest["method"]["loader"] if manifest else "transformers"
-    if loader != "transformers":
-        raise ValueError(f"{folder}: unknown loader {loader!r} in manifest.json")
+    if loader not in LOADERS:
+        raise ValueError(f"{folder}: manifest.json names loader {loader!r}; known: {', '.join(LOADERS)}")
     if dtype is None and manifest:
         dtype = manifest["model"]["dtype"]
-    device = pick_device(device)
+    model, tokenizer = LOADERS[loader](folder, dtype, pick_device(device), **kwargs)
+    return model.eval(), tokenizer
+
+
+def _load_with_transformers(folder: Path, dtype: str | None, device: str, **kwargs):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model = AutoModelForCausalLM.from_pretrained(
         folder,
-        dtype=getattr(torch, TORCH_DTYPES[dtype]) if dtype else "auto",
+        dtype=getattr(torch, dtype) if dtype else "auto",
         device_map=device if device != "cpu" else None,
+        **kwargs,
     )
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    return model.eval(), tokenizer
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
+    """An artifact the hqq library saved (config.json + qmodel.pt): its own loader."""
+    import torch
+    from hqq.models.hf.base import AutoHQQHFModel
+    from transformers import AutoTokenizer
+
+    compute_dtype = getattr(torch, dtype) if dtype else torch.bfloat16
+    model = AutoHQQHFModel.from_quantized(str(folder), compute_dtype=compute_dtype, device=device, **kwargs)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+LOADERS: dict[str, Callable] = {"transformers": _load_with_transformers, "hqq": _load_with_hqq}

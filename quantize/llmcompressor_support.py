@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from configs.schema import PER_CHANNEL, QuantConfig
@@ -27,6 +28,46 @@ def run_oneshot(model, recipe, calibration_dataset=None, **kwargs):
 
     oneshot(model=model, recipe=recipe, dataset=calibration_dataset, **kwargs)
     return model
+
+
+def run_calibrated_oneshot(model, recipe, calibration):
+    """`oneshot` on a `calibration.CalibrationSet`: its samples, in its (seeded) order.
+
+    llm-compressor's own shuffling is turned off: which samples are used and in what order
+    is decided by the calibration set, so the fingerprint in the manifest says it all.
+    """
+    return run_oneshot(
+        model,
+        recipe,
+        calibration.to_dataset(),
+        num_calibration_samples=len(calibration),
+        max_seq_length=max(len(sample) for sample in calibration.samples),
+        shuffle_calibration_samples=False,
+    )
+
+
+@contextmanager
+def cpu_safe_intermediates_cache():
+    """Let llm-compressor's AWQ run on a machine without an accelerator.
+
+    `AWQModifier` pins its cached activations (`IntermediatesCache.pin_memory`) to speed
+    up host-to-device copies; with no accelerator, torch raises "Cannot access accelerator
+    device when none is available". Pinning only serves those copies, so where there is
+    no accelerator it is made a no-op for the duration of the block, and restored after.
+    Nothing changes on a machine with CUDA.
+    """
+    import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if torch.accelerator.is_available():
+        yield
+        return
+    original = IntermediatesCache.pin_memory
+    IntermediatesCache.pin_memory = lambda self, batch_index, input_names=None: None
+    try:
+        yield
+    finally:
+        IntermediatesCache.pin_memory = original
 
 
 def save_compressed(model, tokenizer, folder: Path) -> None:

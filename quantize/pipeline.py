@@ -11,11 +11,12 @@ import logging
 import resource
 import time
 from pathlib import Path
+from typing import Optional
 
 from configs.errors import ConfigError
 from configs.schema import QuantizeJobConfig
 from models.artifact import fingerprint, publish, read_manifest, staging_folder
-from models.loading import load_model, pick_device
+from models.loading import pick_device
 from models.provenance import provenance
 from models.sources import model_identity, resolve_model_dir
 from quantize.methods.base import QuantMethod, build_method
@@ -32,6 +33,7 @@ class PlannedArtifact:
     folder: Path
     fingerprint: str
     identity: dict
+    calibration: Optional[object]  # a calibration.CalibrationSet when the method needs data
 
 
 def plan(job: QuantizeJobConfig) -> PlannedArtifact:
@@ -45,18 +47,19 @@ def plan(job: QuantizeJobConfig) -> PlannedArtifact:
     source_dir = resolve_model_dir(job.model)
     method.check_model(AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code))
     identity = model_identity(job.model, source_dir)
+    calibration = _calibration(job, method, source_dir)
     key = fingerprint(
         {
             "model": identity,
             "dtype": job.model.dtype,
             "method": method.describe(),
             "quant": dataclasses.asdict(job.quant) if method.supported_bits else None,
-            "calibration": None,  # calibration-based methods add their fingerprint here
+            "calibration": calibration.fingerprint if calibration else None,
             "seed": job.seed,
         }
     )
     folder = Path(job.output_dir) / job.model.name / f"{method.label()}-{key[:10]}"
-    return PlannedArtifact(method, source_dir, folder.resolve(), key, identity)
+    return PlannedArtifact(method, source_dir, folder.resolve(), key, identity, calibration)
 
 
 def quantize_job(job: QuantizeJobConfig) -> Path:
@@ -67,20 +70,23 @@ def quantize_job(job: QuantizeJobConfig) -> Path:
         return planned.folder
     _seed_everything(job.seed, job.threads)
     started = time.perf_counter()
-    model, tokenizer = load_model(planned.source_dir, dtype=job.model.dtype, device="cpu")
+    model, tokenizer = planned.method.load(planned.source_dir, job.device)
+    load_seconds = time.perf_counter() - started
     quantize_started = time.perf_counter()
     log.info("quantizing %s with %s", job.model.name, planned.method.label())
-    model = planned.method.quantize(model, tokenizer, calibration_texts=None)
+    model = planned.method.quantize(model, tokenizer, planned.calibration)
     quantize_seconds = time.perf_counter() - quantize_started
     with staging_folder(planned.folder) as staging:
         planned.method.save(model, tokenizer, staging)
-        manifest = _manifest(job, planned, model, quantize_seconds, time.perf_counter() - started)
+        timing = {"load_seconds": load_seconds, "quantize_seconds": quantize_seconds,
+                  "total_seconds": time.perf_counter() - started}
+        manifest = _manifest(job, planned, model, timing)
         folder = publish(staging, planned.folder, manifest, replace=job.overwrite)
     log.info("artifact written: %s", folder)
     return folder
 
 
-def _manifest(job, planned: PlannedArtifact, model, quantize_seconds: float, total_seconds: float) -> dict:
+def _manifest(job, planned: PlannedArtifact, model, timing: dict) -> dict:
     import torch
 
     peak = {"cpu_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
@@ -99,13 +105,25 @@ def _manifest(job, planned: PlannedArtifact, model, quantize_seconds: float, tot
         "method": planned.method.describe(),
         "quant": dataclasses.asdict(job.quant) if planned.method.supported_bits else None,
         "weight_bits": job.quant.bits if planned.method.supported_bits else _dtype_bits(job.model.dtype),
-        "calibration": None,
+        "calibration": planned.calibration.describe() if planned.calibration else None,
         "seed": job.seed,
         "config": dataclasses.asdict(job),
-        "timing": {"quantize_seconds": round(quantize_seconds, 3), "total_seconds": round(total_seconds, 3)},
+        "timing": {name: round(seconds, 3) for name, seconds in timing.items()},
         "peak_memory": peak,
         **provenance(),
     }
+
+
+def _calibration(job: QuantizeJobConfig, method: QuantMethod, source_dir: Path):
+    """The calibration samples (tokenizer only, no weights), if the method needs them."""
+    if not method.needs_calibration:
+        return None
+    from transformers import AutoTokenizer
+
+    from calibration import load_calibration
+
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code)
+    return load_calibration(job.calibration, tokenizer, model=job.model)
 
 
 def _dtype_bits(dtype: str) -> int:

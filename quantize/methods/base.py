@@ -10,7 +10,7 @@ are set as `method.<field>=...`.
 Lifecycle, driven by `quantize.pipeline`:
     method = build_method(job)                # validates quant + options
     method.check_model(model_config)           # dims vs group size, from config.json only
-    model = method.quantize(model, tokenizer, calibration_texts)
+    model = method.quantize(model, tokenizer, calibration)  # CalibrationSet or None
     method.save(model, tokenizer, folder)      # into the artifact's temporary folder
 """
 
@@ -21,7 +21,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from configs.errors import ConfigError, choices_error
 from configs.schema import PER_CHANNEL, QuantConfig
@@ -77,12 +77,24 @@ class QuantMethod:
                 )
 
     # -- work ---------------------------------------------------------------------------
+    def load(self, source_dir: Path, device: str = "auto"):
+        """(model, tokenizer) to quantize, in `self.dtype`. Calibration-based libraries
+        move layers to the accelerator themselves, so the model starts on CPU; a method
+        that quantizes while loading (bitsandbytes) loads onto `device`."""
+        from models.loading import load_model
+
+        return load_model(source_dir, dtype=self.dtype, device="cpu")
+
     def label(self) -> str:
         """Short, human-readable id of the variant, e.g. rtn-w4a16-g128."""
         group = "ch" if self.quant.group_size == PER_CHANNEL else f"g{self.quant.group_size}"
         return f"{self.name}-w{self.quant.bits}a16-{group}"
 
-    def quantize(self, model, tokenizer, calibration_texts: Optional[list[str]]):
+    def quantize(self, model, tokenizer, calibration):
+        """Quantize `model` (loaded on CPU in `self.dtype`) and return it.
+
+        `calibration` is a `calibration.CalibrationSet` when `needs_calibration`, else None.
+        """
         raise NotImplementedError
 
     def save(self, model, tokenizer, folder: Path) -> None:

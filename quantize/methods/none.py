@@ -18,5 +18,5 @@ class NoQuantization(QuantMethod):
     def label(self) -> str:
         return f"none-{self.dtype}"
 
-    def quantize(self, model, tokenizer, calibration_texts):
+    def quantize(self, model, tokenizer, calibration):
         return model

@@ -20,7 +20,7 @@ class RoundToNearest(QuantMethod):
     supported_bits = (2, 3, 4, 8)
     artifact_format = "compressed-tensors"
 
-    def quantize(self, model, tokenizer, calibration_texts):
+    def quantize(self, model, tokenizer, calibration):
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
         recipe = QuantizationModifier(

@@ -65,8 +65,8 @@ def test_bad_settings_raise_one_line_naming_value_and_choices(overrides, expecte
     ],
 )
 def test_method_rejects_settings_it_cannot_take(overrides, expected):
-    job = compose("quantize", overrides)
     with pytest.raises(ConfigError) as error:
+        job = compose("quantize", overrides)
         build_method(job.method, job.quant, job.model.dtype)
     for fragment in expected:
         assert fragment in str(error.value)

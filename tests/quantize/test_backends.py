@@ -1,0 +1,107 @@
+"""Every unsupported combination of method, settings, backend and model gets its one-line
+message before any weight loads (the model folders here hold only config.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from configs.compose import compose
+from configs.errors import ConfigError
+from quantize.backends import BACKENDS, venv_dir
+from quantize.pipeline import plan
+from tests.conftest import run_cli
+
+
+def config_only_checkpoint(folder: Path, hidden: int = 128, intermediate: int = 384, heads: int = 2) -> Path:
+    """A model folder with config.json and no weights: any weight load would crash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": hidden,
+        "intermediate_size": intermediate, "num_attention_heads": heads, "num_key_value_heads": 1,
+        "head_dim": 64, "num_hidden_layers": 2, "vocab_size": 300,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return config_only_checkpoint(tmp_path_factory.mktemp("cfg") / "ckpt")
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["method=gptq", "quant.bits=5"], ["quant.bits=5", "method=gptq", "2, 3, 4, 8"]),
+        (["method=gptq", "quant.group_size=48"], ["quant.group_size=48", "32, 64, 128, -1"]),
+        (["method=gptq", "method.actorder=group"], ["method.actorder='group'", "static, none"]),
+        (["method=gptq", "method.dampening_frac=0"], ["method.dampening_frac=0", "(0, 1)"]),
+        (["method=awq", "quant.bits=3"], ["quant.bits=3", "method=awq", "4, 8"]),
+        (["method=awq", "method.n_grid=0"], ["method.n_grid=0"]),
+        (["method=smoothquant", "quant.bits=4"], ["quant.bits=4", "choices: 8"]),
+        (["method=smoothquant", "quant.group_size=128"], ["quant.group_size=128", "-1"]),
+        (["method=smoothquant", "quant.symmetric=false"], ["symmetric only"]),
+        (["method=smoothquant", "method.smoothing_strength=1.5"], ["method.smoothing_strength=1.5", "[0, 1]"]),
+        (["method=hqq", "quant.bits=5"], ["quant.bits=5", "1, 2, 3, 4, 8"]),
+        (["method=hqq", "quant.symmetric=true"], ["zero point", "quant.symmetric=false"]),
+        (["method=hqq", "method.axis=2"], ["method.axis=2", "0, 1"]),
+        (["method=bnb_int8", "quant.bits=4"], ["quant.bits=4", "choices: 8"]),
+        (["method=bnb_nf4", "quant.group_size=128"], ["quant.group_size=128", "choices: 64"]),
+        (["method=bnb_fp4", "method.compute_dtype=int8"], ["method.compute_dtype='int8'", "bfloat16"]),
+        (["method=bnb_nf4", "method.threshold=6"], ["method.threshold", "valid keys"]),
+        (["method=autoround", "method.iters=0"], ["method.iters=0"]),
+        (["method=autoround", "quant.bits=6"], ["quant.bits=6", "2, 3, 4, 8"]),
+        (["method=gptq", "method.backend=autoawq"], ["method.backend='autoawq'", "llmcompressor, gptqmodel, auto-gptq"]),
+        (["method=awq", "method.backend=auto-gptq"], ["method.backend='auto-gptq'", "llmcompressor, gptqmodel, autoawq"]),
+    ],
+)
+def test_unsupported_setting_is_one_line_before_weights(model_dir, overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        plan(compose("quantize", [f"model={model_dir}", *overrides]))
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq", "autoround", "hqq", "rtn"])
+def test_group_size_must_divide_the_model_dims(tmp_path, method):
+    folder = config_only_checkpoint(tmp_path / "odd", hidden=192, intermediate=576, heads=3)
+    symmetric = "quant.symmetric=false" if method == "hqq" else "quant.symmetric=true"
+    with pytest.raises(ConfigError, match=r"quant.group_size=128 does not divide hidden_size=192"):
+        plan(compose("quantize", [f"model={folder}", f"method={method}", "quant.group_size=128", "quant.bits=4", symmetric]))
+
+
+@pytest.mark.parametrize(
+    "method, backend, environment",
+    [("gptq", "gptqmodel", "gptqmodel"), ("awq", "gptqmodel", "gptqmodel"),
+     ("awq", "autoawq", "legacy"), ("gptq", "auto-gptq", "legacy")],
+)
+def test_backend_in_another_environment_says_what_is_missing_and_the_alternative(model_dir, method, backend, environment):
+    if (venv_dir(environment) / "bin" / "python").exists():
+        pytest.skip(f"{venv_dir(environment)} exists on this machine")
+    with pytest.raises(ConfigError) as error:
+        plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
+    message = str(error.value)
+    assert "\n" not in message
+    assert BACKENDS[backend].library in message
+    assert f"scripts/setup.sh {environment}" in message
+    assert f".venv-{environment} is missing" in message
+    assert "method.backend=llmcompressor" in message
+
+
+def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir):
+    result = run_cli("quantize", "method=gptq", f"model={model_dir}", "method.backend=gptqmodel")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "scripts/setup.sh gptqmodel" in result.stderr
+
+
+def test_every_backend_environment_has_a_requirements_file():
+    from quantize.backends import REPO_ROOT
+
+    for backend in BACKENDS.values():
+        assert (REPO_ROOT / "requirements" / f"{backend.environment}.txt").is_file(), backend
