@@ -22,9 +22,14 @@ from omegaconf.errors import OmegaConfBaseException
 from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
 from configs.schema import QuantizeJobConfig
+from configs.sweep_schema import EvalSweepConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "hydra_conf"
-SCHEMAS = {"quantize_schema": QuantizeJobConfig, "evaluate_run_schema": EvalRunConfig}
+SCHEMAS = {
+    "quantize_schema": QuantizeJobConfig,
+    "evaluate_run_schema": EvalRunConfig,
+    "evaluate_sweep_schema": EvalSweepConfig,
+}
 
 
 def register_schemas() -> None:

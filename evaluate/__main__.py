@@ -8,8 +8,10 @@ import sys
 from configs.compose import compose, compose_dict, group_choices
 from configs.errors import ConfigError
 
-COMMANDS = ("run",)
+COMMANDS = {"run": "evaluate_run", "sweep": "evaluate_sweep"}
+FLAGS = {"--dry-run": "dry_run=true", "--retry-failed": "retry_failed=true"}
 USAGE = """usage: python -m evaluate run artifact=<folder> [eval=<set>] [key=value ...]
+       python -m evaluate sweep [sweep=<name>] [launcher=local|submitit_local|slurm] [--dry-run] [--retry-failed]
 
 run      evaluate one artifact (and its baseline, if any) on a set of tasks; one record per
          (artifact, task, settings) in results_dir, with every model answer beside it.
@@ -19,6 +21,12 @@ common settings:
   eval=<set>  eval.tasks=[arc_easy,gsm8k]  eval.limit=200  eval.batch_size=16
   eval.apply_chat_template=auto|true|false  eval.data_files.<task>=/path/local.jsonl
   baseline=auto|null|<folder>  results_dir=lab/results  device=auto|cpu|cuda  speed.enabled=true
+sweep    quantize + evaluate every (model, method, bits) cell of a sweep; resumable: a rerun
+         does only unfinished work. Exit code 1 if any cell failed.
+  sweep=demo|origin|size_ladder  sweep.models=[...]  launcher.max_parallel=2
+  --dry-run       list the cells with their status and memory estimate, run nothing
+  --retry-failed  also rerun the cells that failed before
+
   --cfg    print the composed config and exit
 """
 
@@ -26,9 +34,13 @@ common settings:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + f"\neval sets: {', '.join(group_choices('eval'))}")
+        print(USAGE + f"\neval sets: {', '.join(group_choices('eval'))}; sweeps: {', '.join(group_choices('sweep'))}")
         return 0
-    command, args = argv[0], argv[1:]
+    command, args = argv[0], [FLAGS.get(a, a) for a in argv[1:]]
+    if command == "cell":  # internal: one sweep cell in its own process (local launcher)
+        from evaluate.sweep import run_cell_from_spec
+
+        return run_cell_from_spec(args[0])
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; choices: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
@@ -36,9 +48,13 @@ def main(argv: list[str]) -> int:
         if "--cfg" in args:
             from omegaconf import OmegaConf
 
-            print(OmegaConf.to_yaml(compose_dict("evaluate_run", [a for a in args if a != "--cfg"])))
+            print(OmegaConf.to_yaml(compose_dict(COMMANDS[command], [a for a in args if a != "--cfg"])))
             return 0
-        job = compose("evaluate_run", args)
+        job = compose(COMMANDS[command], args)
+        if command == "sweep":
+            from evaluate.sweep import run_sweep
+
+            return run_sweep(job)
         from evaluate.run import evaluate_artifact
 
         folders = evaluate_artifact(job)

@@ -1,0 +1,73 @@
+"""Schema of `python -m evaluate sweep`: models x methods x bits, and where cells run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from configs.errors import ConfigError, choices_error
+
+LAUNCHERS = ("local", "submitit_local", "slurm")
+
+
+@dataclass
+class MethodGrid:
+    """One method and the bit widths (and other settings) it is swept over."""
+
+    method: str = "rtn"
+    bits: List[int] = field(default_factory=list)  # empty: the method's default (e.g. bnb_nf4)
+    group_size: Optional[int] = None  # None: the method's default
+    overrides: List[str] = field(default_factory=list)  # e.g. ["method.actorder=static"]
+
+
+@dataclass
+class SweepSpec:
+    name: str = "custom"
+    models: List[str] = field(default_factory=list)
+    methods: List[MethodGrid] = field(default_factory=list)
+    eval: str = "tiny"  # an eval set (hydra_conf/eval/<name>.yaml)
+    quantize_overrides: List[str] = field(default_factory=list)  # applied to every cell
+    eval_overrides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LauncherConfig:
+    """Where cells run. Slurm keys follow hydra-submitit-launcher's SlurmQueueConf."""
+
+    name: str = "local"
+    max_parallel: int = 1  # local: cells at once; slurm: array parallelism
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: int = 16
+    timeout_min: int = 240
+    setup: List[str] = field(default_factory=list)  # shell lines run before each job
+    max_num_timeout: int = 3  # requeues after preemption or time limit
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.name not in LAUNCHERS:
+            raise choices_error("launcher.name", self.name, LAUNCHERS)
+        if self.max_parallel < 1:
+            raise ConfigError(f"launcher.max_parallel={self.max_parallel} must be >= 1")
+
+
+@dataclass
+class EvalSweepConfig:
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    dry_run: bool = False
+    retry_failed: bool = False
+    output_dir: str = "lab/artifacts"
+    results_dir: str = "lab/results"
+    sweeps_dir: str = "lab/sweeps"
+    report: bool = True  # build the method comparison report at the end
+
+    def validate(self) -> None:
+        self.launcher.validate()
+        if not self.sweep.models:
+            raise ConfigError("sweep.models is empty; choose a sweep (sweep=demo) or set sweep.models=[...]")
+        if not self.sweep.methods:
+            raise ConfigError("sweep.methods is empty; set sweep.methods or choose a sweep (sweep=demo)")

@@ -1,0 +1,239 @@
+"""`python -m evaluate sweep`: a models x methods x bits matrix of independent cells.
+
+A cell is one (model, method, bits) variant: quantize (reusing an artifact with the same
+fingerprint) then evaluate (reusing existing records). Cells pass paths, never models,
+and each writes a status file `<sweeps_dir>/<name>/cells/<cell id>.json` atomically when
+it ends. Every model's baseline cell runs first, in its own phase, so variants share it.
+
+A rerun skips cells whose status says done and whose artifact and records are still
+complete (no model is loaded), retries nothing that failed unless asked
+(`sweep.retry_failed=true` / `--retry-failed`), and runs everything else. Because
+artifacts and records are published by atomic renames, a sweep killed at any moment
+(even SIGKILL mid-write) loses only the unfinished cells' work, and concurrent cells on
+a shared filesystem never corrupt each other, without file locks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from configs.compose import compose
+from configs.errors import ConfigError
+from configs.sweep_schema import EvalSweepConfig
+from models.artifact import fingerprint, read_manifest, write_json_atomic
+
+log = logging.getLogger("sweep")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    model: str
+    method: str
+    quantize_overrides: tuple[str, ...]
+    eval_overrides: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return fingerprint({"quantize": self.quantize_overrides, "eval": self.eval_overrides})[:10]
+
+    @property
+    def id(self) -> str:
+        settings = [o.split("=", 1)[1] for o in self.quantize_overrides if o.startswith(("quant.bits=", "quant.group_size="))]
+        return "__".join([self.model, "-".join([self.method, *settings]), self.key])
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method == "none"
+
+
+# -- planning ----------------------------------------------------------------------------
+def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
+    """Every cell of the sweep, baselines first; invalid cells are all reported at once."""
+    spec = cfg.sweep
+    paths = [f"output_dir={cfg.output_dir}"]
+    eval_common = (f"eval={spec.eval}", f"results_dir={cfg.results_dir}", *spec.eval_overrides)
+    cells = []
+    for model in spec.models:
+        common = (f"model={model}", *paths, *spec.quantize_overrides)
+        cells.append(Cell(model, "none", ("method=none", *common), eval_common))
+        for grid in spec.methods:
+            for bits in grid.bits or [None]:
+                quant = [f"quant.bits={bits}"] if bits is not None else []
+                quant += [f"quant.group_size={grid.group_size}"] if grid.group_size is not None else []
+                overrides = (f"method={grid.method}", *common, *quant, *grid.overrides)
+                cells.append(Cell(model, grid.method, overrides, eval_common))
+    _validate(cells)
+    return cells
+
+
+def _validate(cells: list[Cell]) -> None:
+    from quantize.methods.base import build_method
+
+    problems = []
+    for cell in cells:
+        try:
+            job = compose("quantize", list(cell.quantize_overrides))
+            build_method(job.method, job.quant, job.model.dtype)
+            compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
+        except ConfigError as error:
+            problems.append(f"  {cell.id}: {error}")
+    if problems:
+        raise ConfigError(f"{len(problems)} invalid cell(s):\n" + "\n".join(problems))
+
+
+# -- status ------------------------------------------------------------------------------
+def status_path(cfg: EvalSweepConfig, cell: Cell) -> Path:
+    return Path(cfg.sweeps_dir) / cfg.sweep.name / "cells" / f"{cell.id}.json"
+
+
+def log_path(cfg: EvalSweepConfig, cell: Cell) -> Path:
+    return Path(cfg.sweeps_dir) / cfg.sweep.name / "logs" / f"{cell.id}.log"
+
+
+def cell_status(cfg: EvalSweepConfig, cell: Cell) -> dict:
+    """done (and still complete on disk), failed, or pending."""
+    try:
+        status = json.loads(status_path(cfg, cell).read_text())
+    except (OSError, ValueError):
+        return {"status": "pending"}
+    if status.get("status") == "done" and not _outputs_complete(status):
+        return {"status": "pending", "note": "outputs missing or incomplete"}
+    return status
+
+
+def _outputs_complete(status: dict) -> bool:
+    folders = [status.get("artifact"), *status.get("records", [])]
+    return all(folder and read_manifest(Path(folder)) is not None for folder in folders)
+
+
+def _write_status(cfg: EvalSweepConfig, cell: Cell, **fields) -> None:
+    path = status_path(cfg, cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"cell": dataclasses.asdict(cell), "id": cell.id, **fields})
+
+
+# -- one cell (runs in a subprocess or a Slurm job) ---------------------------------------
+def run_cell(cfg: EvalSweepConfig, cell: Cell) -> dict:
+    """Quantize then evaluate one cell; always ends by writing its status file."""
+    from evaluate.run import evaluate_artifact
+    from quantize.pipeline import quantize_job
+
+    started = time.time()
+    try:
+        artifact = quantize_job(compose("quantize", list(cell.quantize_overrides)))
+        records = evaluate_artifact(compose("evaluate_run", [f"artifact={artifact}", *cell.eval_overrides]))
+    except Exception as error:  # noqa: BLE001 - any failure is this cell's, recorded and isolated
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        _write_status(cfg, cell, status="failed", reason=reason, log=str(log_path(cfg, cell)),
+                      seconds=round(time.time() - started, 1))
+        raise
+    status = {"status": "done", "artifact": str(artifact), "records": [str(r) for r in records],
+              "seconds": round(time.time() - started, 1), "log": str(log_path(cfg, cell))}
+    _write_status(cfg, cell, **status)
+    return status
+
+
+# -- the whole sweep ---------------------------------------------------------------------
+def run_sweep(cfg: EvalSweepConfig) -> int:
+    """Run every unfinished cell; returns the exit code (0: all done, 1: some failed)."""
+    cells = plan_cells(cfg)
+    statuses = {cell: cell_status(cfg, cell) for cell in cells}
+    if cfg.dry_run:
+        _print_plan(cfg, cells, statuses)
+        return 0
+    todo = [c for c in cells if statuses[c]["status"] == "pending" or (cfg.retry_failed and statuses[c]["status"] == "failed")]
+    reused = [c for c in cells if statuses[c]["status"] == "done"]
+    log.info("sweep %s: %d cells, %d already done, %d to run", cfg.sweep.name, len(cells), len(reused), len(todo))
+    if todo:
+        from evaluate.launchers import launch
+
+        for phase in ([c for c in todo if c.is_baseline], [c for c in todo if not c.is_baseline]):
+            if phase:
+                launch(cfg, phase)
+    final = {cell: cell_status(cfg, cell) for cell in cells}
+    _print_summary(cfg, cells, final, ran=set(todo))
+    if cfg.report and any(s["status"] == "done" for s in final.values()):
+        _build_report(cfg)
+    return 1 if any(s["status"] != "done" for s in final.values()) else 0
+
+
+def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell) -> None:
+    """The local launcher: one process per cell, output to the cell's log file. A crash,
+    a kill or the OOM killer fails only this cell."""
+    spec_file = status_path(cfg, cell).with_suffix(".spec.json")
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(spec_file, {"config": dataclasses.asdict(cfg), "cell": dataclasses.asdict(cell)})
+    log_file = log_path(cfg, cell)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as handle:
+        process = subprocess.run([sys.executable, "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
+                                 stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if process.returncode != 0 and cell_status(cfg, cell)["status"] != "failed":
+        _write_status(cfg, cell, status="failed", reason=_exit_reason(process.returncode), log=str(log_file))
+
+
+def run_cell_from_spec(spec_file: Path) -> int:
+    """Entry of `python -m evaluate cell <spec.json>` (used by the local launcher)."""
+    from omegaconf import OmegaConf
+
+    spec = json.loads(Path(spec_file).read_text())
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalSweepConfig), spec["config"]))
+    cell = Cell(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["cell"].items()})
+    run_cell(cfg, cell)
+    return 0
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {returncode}"
+
+
+def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None:
+    print(f"sweep {cfg.sweep.name}: {len(cells)} cells (launcher={cfg.launcher.name})")
+    for cell in cells:
+        status = statuses[cell]["status"]
+        print(f"  {status:<8} {_memory_estimate(cell):>9}  {cell.id}")
+
+
+def _memory_estimate(cell: Cell) -> str:
+    """Peak memory to quantize: the model in its load dtype plus ~20% working space."""
+    from configs.compose import compose_dict
+
+    model = compose_dict("quantize", [o for o in cell.quantize_overrides if o.startswith("model")]).model
+    if model.params_b:
+        bytes_per_param = 4 if model.dtype == "float32" else 2
+        return f"~{model.params_b * bytes_per_param * 1.2:.1f} GB"
+    return "< 1 GB" if model.tiny_size else "unknown"
+
+
+def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran: set) -> None:
+    done = [c for c in cells if statuses[c]["status"] == "done" and c in ran]
+    reused = [c for c in cells if statuses[c]["status"] == "done" and c not in ran]
+    failed = [c for c in cells if statuses[c]["status"] == "failed"]
+    pending = [c for c in cells if statuses[c]["status"] == "pending"]
+    print(f"sweep {cfg.sweep.name}: {len(done)} done, {len(reused)} reused, {len(failed)} failed, {len(pending)} pending")
+    for cell in failed:
+        print(f"  failed {cell.id}: {statuses[cell].get('reason')} (log: {statuses[cell].get('log')})")
+    if failed and not cfg.retry_failed:
+        print("  rerun with --retry-failed to retry the failed cells")
+
+
+def _build_report(cfg: EvalSweepConfig) -> Optional[int]:
+    try:
+        from evaluate.report import main as report_main
+    except ImportError:
+        return None
+    return report_main([f"results_dir={cfg.results_dir}"])
