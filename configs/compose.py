@@ -116,5 +116,6 @@ def _valid_keys(schema: type, parent: str) -> str:
         node = OmegaConf.select(node, parent)
     if not OmegaConf.is_dict(node):
         return "check the spelling"
-    keys = node.keys()
-    return f"valid keys of {parent or 'the config'}: {', '.join(keys)}"
+    if OmegaConf.get_type(node) is dict:  # a free-form mapping: new keys need Hydra's '+'
+        return f"{parent} is a mapping: add a new entry with +{parent}.<key>=<value>"
+    return f"valid keys of {parent or 'the config'}: {', '.join(node.keys())}"

@@ -110,7 +110,10 @@ def find_baseline(job: EvalRunConfig, artifact: Path, manifest: dict) -> Optiona
 def resolve_data_files(job: EvalRunConfig, manifest: dict) -> dict[str, str]:
     """eval.data_files with `tiny:<task>` resolved to the tiny family's held-out files."""
     resolved = {}
+    tasks = {*job.eval.tasks, job.eval.perplexity_task}
     for task, value in job.eval.data_files.items():
+        if task not in tasks:
+            continue
         if value.startswith("tiny:"):
             root = Path(manifest["model"]["source_dir"]).parent
             if not (root / "data").is_dir():

@@ -1,0 +1,246 @@
+"""Read the results store into what the report compares: variants, their records, samples.
+
+A variant is one artifact (model x method x bits x group, identified by its fingerprint).
+For each variant and task exactly one record is used. When several exist (the same task
+evaluated with different settings), the one whose settings fingerprint equals the
+baseline's is taken, so that variant and baseline saw the same samples with the same
+prompts; among equals, the largest n, then the newest. Everything set aside is listed as a
+note, never dropped silently. Only JSON is read: no model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from configs.errors import ConfigError
+from configs.report_schema import ReportConfig
+import evaluate.store as store
+
+SPECIAL_TASKS = ("speed", "kl_divergence")
+SCORE_KEYS = {"accuracy": "correct", "rescored_accuracy": "rescored_correct", "format_compliance": "format_ok"}
+
+
+@dataclass
+class Variant:
+    key: str  # artifact fingerprint
+    model: str
+    size_b: Optional[float]  # parameters, billions
+    method: str
+    bits: int
+    group: Optional[int]
+    label: str  # artifact label, made unique within the model
+    is_baseline: bool
+    model_kind: str
+    path: str
+    size_on_disk_bytes: Optional[int]
+    baseline_key: Optional[str] = None
+
+    @property
+    def scheme(self) -> str:
+        """The model-independent column name: method, bits, group."""
+        return self.label
+
+
+@dataclass
+class Entry:
+    folder: Path
+    record: dict
+
+    @property
+    def task(self) -> str:
+        return self.record["task"]
+
+
+@dataclass
+class Note:
+    level: str  # "warning" (a number may be wrong) or "info"
+    where: str
+    message: str
+
+
+@dataclass
+class Collection:
+    variants: dict[str, Variant]
+    quality: dict[tuple[str, str], Entry]  # (variant key, task) -> record with per-sample correctness
+    perplexity: dict[tuple[str, str], Entry]
+    speed: dict[str, Entry]
+    kl: dict[str, Entry]
+    notes: list[Note] = field(default_factory=list)
+    _samples: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [*self.quality.values(), *self.perplexity.values(), *self.speed.values(), *self.kl.values()]
+
+    def tasks(self) -> list[str]:
+        return sorted({task for _, task in self.quality})
+
+    def is_boxed(self, key: str, task: str) -> bool:
+        return "format_compliance" in self.quality[(key, task)].record.get("metrics", {})
+
+    def samples(self, key: str, task: str) -> dict:
+        """doc_id -> sample row of a quality record (read once)."""
+        if (key, task) not in self._samples:
+            rows = store.read_samples(self.quality[(key, task)].folder)
+            self._samples[(key, task)] = {row["doc_id"]: row for row in rows}
+        return self._samples[(key, task)]
+
+    def scores(self, key: str, task: str, metric: str) -> dict:
+        """doc_id -> per-sample score (0/1 for correctness) of `metric`."""
+        name = SCORE_KEYS.get(metric, metric)
+        out = {}
+        for doc, row in self.samples(key, task).items():
+            value = row.get(name, row.get("correct") if metric == "rescored_accuracy" else None)
+            if isinstance(value, (bool, int, float)) and not (isinstance(value, float) and math.isnan(value)):
+                out[doc] = float(value)
+        return out
+
+    def paired(self, reference: str, variant: str, tasks: list[str], metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the samples both variants answered, over `tasks` (pooled when several)."""
+        ref, var = [], []
+        for task in tasks:
+            if (reference, task) not in self.quality or (variant, task) not in self.quality:
+                continue
+            a, b = self.scores(reference, task, metric), self.scores(variant, task, metric)
+            for doc in sorted(set(a) & set(b), key=str):
+                ref.append(a[doc])
+                var.append(b[doc])
+        return np.array(ref), np.array(var)
+
+
+def collect(cfg: ReportConfig) -> Collection:
+    results_dir = Path(cfg.results_dir)
+    found = list(store.iter_records(results_dir))
+    if not found:
+        raise ConfigError(f"results_dir={cfg.results_dir!r} holds no complete records; run python -m evaluate run first")
+    found = _apply_filters(cfg, found)
+    variants = _variants(found)
+    collection = Collection(variants, {}, {}, {}, {})
+    by_slot = defaultdict(list)
+    for folder, record in found:
+        by_slot[(record["artifact"]["fingerprint"], record["task"])].append(Entry(folder, record))
+    _link_baselines(collection, [e for entries in by_slot.values() for e in entries])
+    baseline_first = sorted(by_slot.items(), key=lambda item: not variants[item[0][0]].is_baseline)
+    for (key, task), entries in baseline_first:
+        entry = _choose(collection, key, task, entries)
+        metrics = entry.record.get("metrics") or {}
+        if task == "speed":
+            collection.speed[key] = entry
+        elif task == "kl_divergence":
+            collection.kl[key] = entry
+        elif "accuracy" in metrics and (Path(entry.folder) / store.SAMPLES).is_file():
+            collection.quality[(key, task)] = entry
+        elif "word_perplexity" in metrics or "bits_per_byte" in metrics:
+            collection.perplexity[(key, task)] = entry
+    return collection
+
+
+def size_label(size_b: Optional[float]) -> str:
+    if size_b is None or (isinstance(size_b, float) and math.isnan(size_b)):
+        return "?"
+    if size_b >= 1:
+        return f"{size_b:.3g}B"
+    return f"{size_b * 1000:.3g}M"
+
+
+def _apply_filters(cfg: ReportConfig, found: list) -> list:
+    def check(setting: str, wanted: list, available: set) -> None:
+        unknown = sorted(set(wanted) - available)
+        if unknown:
+            raise ConfigError(f"{setting}={unknown} matches no record in {cfg.results_dir}; available: "
+                              f"{', '.join(sorted(available))}")
+
+    artifacts = [record["artifact"] for _, record in found]
+    check("models", cfg.models, {a["model"] for a in artifacts})
+    check("methods", cfg.methods, {a["method"] for a in artifacts})
+    check("tasks", cfg.tasks, {r["task"] for _, r in found} - set(SPECIAL_TASKS))
+    kept = []
+    for folder, record in found:
+        artifact = record["artifact"]
+        if cfg.models and artifact["model"] not in cfg.models:
+            continue
+        if cfg.methods and artifact["method"] not in cfg.methods and not artifact.get("is_baseline"):
+            continue
+        if cfg.tasks and record["task"] not in cfg.tasks and record["task"] not in SPECIAL_TASKS:
+            continue
+        kept.append((folder, record))
+    return kept
+
+
+def _variants(found: list) -> dict[str, Variant]:
+    variants: dict[str, Variant] = {}
+    for _, record in found:
+        a = record["artifact"]
+        if a["fingerprint"] in variants:
+            continue
+        size_b = a.get("params_b")
+        if size_b is None and a.get("num_parameters"):
+            size_b = a["num_parameters"] / 1e9
+        variants[a["fingerprint"]] = Variant(
+            key=a["fingerprint"], model=a["model"], size_b=size_b, method=a["method"], bits=int(a["weight_bits"]),
+            group=a.get("group_size"), label=a.get("label") or a["method"], is_baseline=bool(a.get("is_baseline")),
+            model_kind=a.get("model_kind", ""), path=a.get("path", ""), size_on_disk_bytes=a.get("size_on_disk_bytes"),
+        )
+    seen = defaultdict(list)
+    for variant in variants.values():
+        seen[(variant.model, variant.label)].append(variant)
+    for twins in seen.values():  # same label, different artifacts (e.g. calibration sets)
+        if len(twins) > 1:
+            for variant in twins:
+                variant.label = f"{variant.label}@{variant.key[:6]}"
+    return variants
+
+
+def _link_baselines(collection: Collection, entries: list[Entry]) -> None:
+    variants = collection.variants
+    named = {}
+    for entry in entries:
+        baseline = entry.record.get("baseline") or {}
+        if baseline.get("baseline_fingerprint"):
+            named[entry.record["artifact"]["fingerprint"]] = baseline["baseline_fingerprint"]
+    for variant in variants.values():
+        if variant.is_baseline:
+            continue
+        key = named.get(variant.key)
+        if key not in variants:
+            candidates = [v.key for v in variants.values() if v.is_baseline and v.model == variant.model]
+            key = candidates[0] if candidates else None
+            if len(candidates) > 1:
+                collection.notes.append(Note("warning", variant.label, f"{len(candidates)} baselines for model "
+                                             f"{variant.model}; compared with {variants[key].label}"))
+        variant.baseline_key = key
+        if key is None:
+            collection.notes.append(Note("warning", f"{variant.model} {variant.label}",
+                                         "no baseline (method=none) records of this model: no deltas, tiers or tests"))
+
+
+def _choose(collection: Collection, key: str, task: str, entries: list[Entry]) -> Entry:
+    variant = collection.variants[key]
+    wanted = None
+    if not variant.is_baseline and variant.baseline_key and task not in SPECIAL_TASKS:
+        chosen = collection.quality.get((variant.baseline_key, task)) or collection.perplexity.get((variant.baseline_key, task))
+        wanted = chosen.record.get("settings_fingerprint") if chosen else None
+    matching = [e for e in entries if wanted and e.record.get("settings_fingerprint") == wanted]
+    if wanted and not matching:
+        collection.notes.append(Note("warning", f"{variant.model} {variant.label} {task}",
+                                     "evaluated with other settings than its baseline (limit, prompts, data); "
+                                     "compared anyway on the samples both answered"))
+    pool = matching or entries
+    best = max(pool, key=lambda e: (e.record.get("n") or 0, _mtime(e.folder)))
+    if len(entries) > 1:
+        collection.notes.append(Note("info", f"{variant.model} {variant.label} {task}",
+                                     f"{len(entries) - 1} other record(s) of this task set aside (kept n={best.record.get('n')})"))
+    return best
+
+
+def _mtime(folder: Path) -> float:
+    try:
+        return (Path(folder) / "manifest.json").stat().st_mtime
+    except OSError:
+        return 0.0

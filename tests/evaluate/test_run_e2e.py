@@ -1,0 +1,146 @@
+"""`python -m evaluate run` end to end on quick tiny-family artifacts, with the real lm-eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from evaluate import store
+from evaluate.harness import LAB_TASKS_DIR
+from models.artifact import read_manifest
+from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
+
+pytestmark = pytest.mark.slow
+
+FAST_EVAL = ["eval=tiny", "eval.limit=12", "eval.batch_size=12", "speed.prompt_tokens=16", "speed.new_tokens=4",
+             "speed.repeats=1", "diagnostics.kl_prompts=4"]
+
+
+def quantize(output_dir: Path, *overrides: str) -> Path:
+    result = run_cli("quantize", "model=tiny-s", *overrides, *TINY_QUICK, f"output_dir={output_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def evaluate(artifact: Path, results: Path, *overrides: str):
+    result = run_cli("evaluate", "run", f"artifact={artifact}", *FAST_EVAL, f"results_dir={results}", *overrides)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, tiny_family):
+    root = tmp_path_factory.mktemp("lab")
+    artifacts = {
+        "none": quantize(root / "artifacts", "method=none"),
+        "w8": quantize(root / "artifacts", "method=rtn", "quant.bits=8", "quant.group_size=-1"),
+        "w4": quantize(root / "artifacts", "method=rtn", "quant.bits=4", "quant.group_size=32"),
+    }
+    results = root / "results"
+    first = evaluate(artifacts["w4"], results)
+    return {"root": root, "artifacts": artifacts, "results": results, "first": first}
+
+
+def records_of(results: Path, artifact: Path) -> dict[str, dict]:
+    fingerprint = read_manifest(artifact)["fingerprint"]
+    return {r["task"]: r for _, r in store.iter_records(results) if r["artifact"]["fingerprint"] == fingerprint}
+
+
+def test_every_task_gets_a_record_with_its_samples(lab):
+    found = records_of(lab["results"], lab["artifacts"]["w4"])
+    assert set(found) == {"tiny_arc", "tiny_squad", "tiny_openmath", "text_perplexity", "speed", "kl_divergence"}
+    for task in ("tiny_arc", "tiny_squad", "tiny_openmath"):
+        record = found[task]
+        metrics = record["metrics"]
+        assert record["n"] == 12
+        for name in ("accuracy", "rescored_accuracy", "format_compliance"):
+            assert 0.0 <= metrics[name] <= 1.0 and f"{name}_stderr" in metrics
+        assert metrics["rescored_accuracy"] >= metrics["accuracy"]
+        assert sum(metrics["behaviour"].values()) == 12
+        folder = store.record_folder(lab["results"], record["artifact"]["fingerprint"], task, record["settings_fingerprint"])
+        samples = store.read_samples(folder)
+        assert len(samples) == 12 and all("\\boxed" in s["prompt"] and "generation" in s for s in samples)
+        assert record["settings"]["apply_chat_template"] is True
+    assert found["text_perplexity"]["metrics"]["word_perplexity"] > 1.0
+    speed = found["speed"]["speed"]
+    assert speed["by_batch"]["1"]["decode_tokens_per_s"] > 0 and speed["peak_memory_bytes"] > 0
+    assert set(speed["by_batch"]) == {"1", "12"}
+    assert 0.0 <= found["kl_divergence"]["metrics"]["kl_divergence"] < 50
+
+
+def test_the_baseline_is_evaluated_first_and_variants_are_paired_with_it(lab):
+    baseline = records_of(lab["results"], lab["artifacts"]["none"])
+    assert {"tiny_arc", "tiny_squad", "tiny_openmath", "speed"} <= set(baseline)
+    assert "kl_divergence" not in baseline
+    variant = records_of(lab["results"], lab["artifacts"]["w4"])["tiny_arc"]
+    comparison = variant["baseline"]
+    assert comparison["baseline_fingerprint"] == read_manifest(lab["artifacts"]["none"])["fingerprint"]
+    assert comparison["flips"]["paired"] == 12
+    base_accuracy = baseline["tiny_arc"]["metrics"]["accuracy"]
+    assert comparison["delta_accuracy"] == pytest.approx(variant["metrics"]["accuracy"] - base_accuracy)
+    assert isinstance(comparison["gate"]["suspect_pipeline"], bool)
+
+
+def test_a_second_identical_run_does_no_work(lab):
+    before = {folder: (folder / "manifest.json").stat().st_mtime_ns for folder, _ in store.iter_records(lab["results"])}
+    again = evaluate(lab["artifacts"]["w4"], lab["results"])
+    assert "nothing to do" in again.stderr
+    assert "Loading weights" not in again.stderr
+    assert again.stdout == lab["first"].stdout
+    after = {folder: (folder / "manifest.json").stat().st_mtime_ns for folder, _ in store.iter_records(lab["results"])}
+    assert after == before
+
+
+def test_table_view_has_one_row_per_record(lab):
+    frame = pd.read_parquet(lab["results"] / "table.parquet")
+    assert len(frame) == len(list(store.iter_records(lab["results"])))
+    assert not frame.duplicated(["artifact_fingerprint", "task", "settings_fingerprint"]).any()
+    assert {"accuracy", "format_compliance", "artifact_method", "artifact_weight_bits"} <= set(frame.columns)
+
+
+def test_baseline_gate_flags_a_broken_pipeline(lab):
+    """Without the chat template the tiny models do not answer in the trained format."""
+    results = lab["root"] / "results-no-chat"
+    evaluate(lab["artifacts"]["w8"], results, "eval.apply_chat_template=false", "speed.enabled=false",
+             "eval.perplexity_task=null")
+    baseline = records_of(results, lab["artifacts"]["none"])["tiny_arc"]
+    assert baseline["metrics"]["format_compliance"] < 0.8
+    gate = records_of(results, lab["artifacts"]["w8"])["tiny_arc"]["baseline"]["gate"]
+    assert gate["suspect_pipeline"] is True
+    assert any("no chat template was applied" in reason for reason in gate["reasons"])
+
+
+def test_stock_task_numbers_equal_the_lm_eval_command_line(lab, tiny_family, tmp_path):
+    artifact = lab["artifacts"]["none"]
+    data = tiny_family.data_path("arc")
+    common = {"limit": 20, "batch_size": 8}
+    ours = run_cli("evaluate", "run", f"artifact={artifact}", "eval.tasks=[tiny_arc_mc]", f"eval.data_files.tiny_arc_mc={data}",
+                   f"eval.limit={common['limit']}", f"eval.batch_size={common['batch_size']}", "eval.perplexity_task=null",
+                   "eval.apply_chat_template=false", "speed.enabled=false", "baseline=null", f"results_dir={tmp_path / 'r'}")
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    record = next(r for _, r in store.iter_records(tmp_path / "r") if r["task"] == "tiny_arc_mc")
+
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    (tasks_dir / "tiny_arc_mc.yaml").write_text(yaml.safe_dump({
+        "include": str(LAB_TASKS_DIR / "tiny_arc_mc.yaml"), "task": "tiny_arc_mc",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+    }))
+    result = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={artifact},dtype=float32",
+         "--tasks", "tiny_arc_mc", "--include_path", str(tasks_dir), "--limit", str(common["limit"]),
+         "--batch_size", str(common["batch_size"]), "--device", "cpu", "--output_path", str(tmp_path / "cli")],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cli_results = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())["results"]["tiny_arc_mc"]
+    assert record["metrics"]["acc"] == cli_results["acc,none"]
+    assert record["metrics"]["acc_norm"] == cli_results["acc_norm,none"]
+    assert record["n"] == common["limit"]

@@ -1,0 +1,121 @@
+"""`python -m evaluate sweep` end to end on the quick tiny family: resumable, idempotent,
+failure-isolated, and safe to kill at any moment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evaluate import store
+from models.artifact import read_manifest
+from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
+
+pytestmark = pytest.mark.slow
+
+EVAL = ["eval.limit=8", "eval.batch_size=8", "speed.prompt_tokens=8", "speed.new_tokens=3", "speed.repeats=1",
+        "diagnostics.kl_prompts=2"]
+FAST = ["sweep.eval_overrides=[" + ",".join(f'"{o}"' for o in EVAL) + "]",
+        "sweep.quantize_overrides=[" + ",".join(f'"{o}"' for o in TINY_QUICK) + "]", "report=false"]
+SMALL = ["sweep.name=small", "sweep.models=[tiny-s]", "sweep.methods=[{method: rtn, bits: [8, 4]}, {method: hqq, bits: [4]}]"]
+
+
+def sweep_args(root: Path, *extra: str) -> list[str]:
+    return ["sweep", *SMALL, *FAST, f"output_dir={root / 'artifacts'}", f"results_dir={root / 'results'}",
+            f"sweeps_dir={root / 'sweeps'}", *extra]
+
+
+def sweep(root: Path, *extra: str):
+    return run_cli("evaluate", *sweep_args(root, *extra), timeout=900)
+
+
+def assert_store_consistent(root: Path, cells: int) -> None:
+    """Every cell done, one record per (artifact, task, settings), every artifact complete."""
+    records = list(store.iter_records(root / "results"))
+    keys = [(r["artifact"]["fingerprint"], r["task"], r["settings_fingerprint"]) for _, r in records]
+    assert len(keys) == len(set(keys))
+    assert len({k[0] for k in keys}) == cells
+    visible = [p for p in (root / "artifacts").glob("*/*") if not p.name.startswith(".")]
+    assert len(visible) == cells and all(read_manifest(p) for p in visible)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_family):
+    root = tmp_path_factory.mktemp("sweep")
+    result = sweep(root)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return root, result
+
+
+def test_sweep_runs_every_cell_and_shares_the_baseline(finished):
+    root, result = finished
+    assert "4 done, 0 reused, 0 failed" in result.stdout
+    assert_store_consistent(root, cells=4)
+    variants = [r for _, r in store.iter_records(root / "results") if not r["artifact"]["is_baseline"] and r["task"] == "tiny_arc"]
+    assert len(variants) == 3
+    assert len({r["baseline"]["baseline_fingerprint"] for r in variants}) == 1
+
+
+def test_rerun_of_a_finished_sweep_does_no_work(finished):
+    root, _ = finished
+    logs = {p: p.stat().st_size for p in (root / "sweeps" / "small" / "logs").iterdir()}
+    again = sweep(root)
+    assert again.returncode == 0
+    assert "0 done, 4 reused, 0 failed" in again.stdout
+    assert {p: p.stat().st_size for p in (root / "sweeps" / "small" / "logs").iterdir()} == logs
+
+
+def test_dry_run_lists_status_and_memory_without_running(finished, tmp_path):
+    root, _ = finished
+    result = run_cli("evaluate", *sweep_args(root, "--dry-run"))
+    assert result.returncode == 0
+    lines = [line for line in result.stdout.splitlines() if "tiny-s__" in line]
+    assert len(lines) == 4 and all(line.split()[0] == "done" for line in lines)
+    fresh = run_cli("evaluate", *sweep_args(tmp_path, "--dry-run"))
+    assert [line.split()[0] for line in fresh.stdout.splitlines() if "tiny-s__" in line] == ["pending"] * 4
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_invalid_cells_are_all_rejected_before_anything_runs(tmp_path):
+    bad = "sweep.methods=[{method: smoothquant, bits: [4]}, {method: awq, bits: [3]}]"
+    result = run_cli("evaluate", *sweep_args(tmp_path, bad))
+    assert result.returncode == 2
+    assert "2 invalid cell(s)" in result.stderr and "choices: 8" in result.stderr and "choices: 4, 8" in result.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_family):
+    failing = "sweep.methods=[{method: rtn, bits: [8]}, {method: gptq, bits: [4], overrides: [\"calibration.num_samples=100000\"]}]"
+    result = sweep(tmp_path, failing)
+    assert result.returncode == 1
+    assert "2 done, 0 reused, 1 failed" in result.stdout
+    failed_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("failed tiny-s__gptq"))
+    assert "num_samples=100000" in failed_line and "log:" in failed_line
+    log_file = Path(failed_line.rsplit("log: ", 1)[1].rstrip(")"))
+    assert log_file.is_file() and "num_samples" in log_file.read_text()
+    again = sweep(tmp_path, failing)
+    assert again.returncode == 1 and "0 done, 2 reused, 1 failed" in again.stdout
+    before = log_file.read_text().count("num_samples=100000")
+    retried = sweep(tmp_path, failing, "--retry-failed")
+    assert retried.returncode == 1 and "0 done, 2 reused, 1 failed" in retried.stdout
+    assert log_file.read_text().count("num_samples=100000") > before  # it really ran again
+
+
+@pytest.mark.parametrize("kill_after", [4, 12, 25, 45])
+def test_killed_sweep_resumes_without_losing_or_duplicating_work(tmp_path, tiny_family, kill_after):
+    process = subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(tmp_path)], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    time.sleep(kill_after)
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and its running cell, mid-whatever
+    process.wait()
+    for folder in (tmp_path / "artifacts").glob("*/*"):
+        assert folder.name.startswith(".") or read_manifest(folder) is not None
+    result = sweep(tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert_store_consistent(tmp_path, cells=4)
