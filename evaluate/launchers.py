@@ -9,6 +9,7 @@ launcher wraps, because each cell is a plain function call, not a Hydra multirun
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from configs.sweep_schema import EvalSweepConfig
 
 log = logging.getLogger("sweep")
+POLL_SECONDS = 2
 
 
 def launch(cfg: EvalSweepConfig, cells: list) -> None:
@@ -38,23 +40,62 @@ def _launch_local(cfg: EvalSweepConfig, cells: list) -> None:
 def _launch_submitit(cfg: EvalSweepConfig, cells: list) -> None:
     import submitit
 
-    from evaluate.sweep import cell_status, run_cell
-
     folder = Path(cfg.sweeps_dir) / cfg.sweep.name / "submitit"
     cluster = "local" if cfg.launcher.name == "submitit_local" else "slurm"
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**_parameters(cfg, cluster))
-    jobs = executor.map_array(run_cell, [cfg] * len(cells), cells)
-    log.info("submitted %d %s job(s) to %s", len(jobs), cfg.sweep.name, cluster)
-    for cell, job in tqdm(list(zip(cells, jobs)), desc="cells", unit="cell"):
-        try:
-            job.result()
-        except Exception as error:  # noqa: BLE001 - the job failed; its cell is recorded failed
-            if cell_status(cfg, cell)["status"] != "failed":
-                from evaluate.sweep import _write_status
+    jobs = executor.map_array(_run_cell_job, [cfg] * len(cells), cells)
+    log.info("submitted %d job(s) of sweep %s to %s", len(jobs), cfg.sweep.name, cluster)
+    _wait(cfg, list(zip(cells, jobs)))
 
-                _write_status(cfg, cell, status="failed", reason=str(error).strip().splitlines()[-1][:500],
-                              log=str(Path(job.paths.stderr)))
+
+def _run_cell_job(cfg: EvalSweepConfig, cell) -> dict:
+    """One cell inside a submitit job; its log also goes to the cell's log file."""
+    from evaluate.sweep import log_path, run_cell
+
+    path = log_path(cfg, cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        handlers=[logging.StreamHandler(), logging.FileHandler(path)])
+    try:
+        return run_cell(cfg, cell)
+    except Exception:
+        log.exception("cell %s failed", cell.id)
+        raise
+
+
+def _wait(cfg: EvalSweepConfig, pending: list) -> None:
+    """Wait until every cell has a status file or its job ended, within a deadline.
+
+    A cell's own status file is the source of truth: without Slurm accounting, submitit
+    cannot see a job that was killed (OOM, scancel, time limit) and would wait forever.
+    """
+    from evaluate.sweep import _write_status, cell_status
+
+    deadline = time.monotonic() + 60 * cfg.launcher.timeout_min * (cfg.launcher.max_num_timeout + 1) + 120
+    progress = tqdm(total=len(pending), desc="cells", unit="cell")
+    while pending:
+        still = []
+        for cell, job in pending:
+            finished = cell_status(cfg, cell)["status"] in ("done", "failed")
+            if not finished and job.done():
+                error = job.exception()
+                reason = str(error).strip().splitlines()[-1][:500] if error else "the job ended without a status"
+                _write_status(cfg, cell, status="failed", reason=reason, log=str(job.paths.stderr))
+                finished = True
+            if not finished and time.monotonic() > deadline:
+                job.cancel(check=False)
+                _write_status(cfg, cell, status="failed", reason="no result before the deadline (killed?)",
+                              log=str(job.paths.stderr))
+                finished = True
+            if finished:
+                progress.update()
+            else:
+                still.append((cell, job))
+        pending = still
+        if pending:
+            time.sleep(POLL_SECONDS)
+    progress.close()
 
 
 def _parameters(cfg: EvalSweepConfig, cluster: str) -> dict:
