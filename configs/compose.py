@@ -48,7 +48,12 @@ def compose(config_name: str, overrides: list[str]):
     overrides = [_expand_model_path(o) for o in overrides]
     overrides = [item for o in overrides for item in o]
     _check_group_choices(overrides)
-    cfg = compose_dict(config_name, overrides)
+    try:
+        cfg = compose_dict(config_name, overrides)
+    except ConfigError as error:
+        if getattr(error, "full_key", "").startswith("method."):
+            raise _unknown_method_key(config_name, error.full_key, overrides) from None
+        raise
     try:
         job = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
@@ -104,10 +109,25 @@ def _as_config_error(error: Exception, config_name: str) -> ConfigError:
         return ConfigError(f"missing required setting {full_key!r}: add {full_key}=<value>")
     if full_key and "not in" in message:
         parent = full_key.rpartition(".")[0]
-        return ConfigError(f"unknown setting {full_key!r}; {_valid_keys(SCHEMAS[f'{config_name}_schema'], parent)}")
+        error = ConfigError(f"unknown setting {full_key!r}; {_valid_keys(SCHEMAS[f'{config_name}_schema'], parent)}")
+        error.full_key = full_key
+        return error
     if full_key:
         return ConfigError(f"{full_key}: {message}")
     return ConfigError(message)
+
+
+def _unknown_method_key(config_name: str, full_key: str, overrides: list[str]) -> ConfigError:
+    """A method's settings are the fields of its Options class: name them."""
+    from dataclasses import fields
+
+    from quantize.methods.base import available_methods
+
+    others = [o for o in overrides if not o.lstrip("+").startswith(f"{full_key}=")]
+    name = compose_dict(config_name, others).method.get("name")
+    method = available_methods().get(name)
+    valid = ["name", *(f.name for f in fields(method.Options))] if method else ["name"]
+    return ConfigError(f"unknown setting {full_key!r} for method={name}; valid keys: {', '.join(valid)}")
 
 
 def _valid_keys(schema: type, parent: str) -> str:
