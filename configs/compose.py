@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
+from configs.report_schema import ReportConfig
 from configs.schema import QuantizeJobConfig
 from configs.sweep_schema import EvalSweepConfig
 
@@ -29,6 +30,7 @@ SCHEMAS = {
     "quantize_schema": QuantizeJobConfig,
     "evaluate_run_schema": EvalRunConfig,
     "evaluate_sweep_schema": EvalSweepConfig,
+    "report_schema": ReportConfig,
 }
 
 

@@ -52,6 +52,7 @@ class EvalConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        self.apply_chat_template = str(self.apply_chat_template).lower()  # Hydra reads `false` as a bool
         if not self.tasks:
             raise ConfigError("eval.tasks is empty; pick an eval set (eval=boxed, eval=tiny) or eval.tasks=[arc_easy,...]")
         if self.apply_chat_template not in CHAT_TEMPLATE_CHOICES:

@@ -35,6 +35,10 @@ _hf_loaded = False
 
 def __getattr__(name: str):
     global _hf_loaded
+    if (_OURS / f"{name}.py").is_file() or (_OURS / name / "__init__.py").is_file():
+        import importlib  # `from evaluate import scoring`: ours, without loading HF's
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name.startswith("__") or _HF_DIR is None or _hf_loaded:
         raise AttributeError(f"module 'evaluate' has no attribute {name!r}")
     _hf_loaded = True

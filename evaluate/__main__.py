@@ -11,6 +11,7 @@ from configs.errors import ConfigError
 COMMANDS = {"run": "evaluate_run", "sweep": "evaluate_sweep"}
 FLAGS = {"--dry-run": "dry_run=true", "--retry-failed": "retry_failed=true"}
 USAGE = """usage: python -m evaluate run artifact=<folder> [eval=<set>] [key=value ...]
+       python -m evaluate report [results_dir=lab/results] [gate.min_recovery=0.95] [models=[...]]
        python -m evaluate sweep [sweep=<name>] [launcher=local|submitit_local|slurm] [--dry-run] [--retry-failed]
 
 run      evaluate one artifact (and its baseline, if any) on a set of tasks; one record per
@@ -19,8 +20,11 @@ run      evaluate one artifact (and its baseline, if any) on a set of tasks; one
 
 common settings:
   eval=<set>  eval.tasks=[arc_easy,gsm8k]  eval.limit=200  eval.batch_size=16
-  eval.apply_chat_template=auto|true|false  eval.data_files.<task>=/path/local.jsonl
+  eval.apply_chat_template=auto|true|false  +eval.data_files.<task>=/path/local.jsonl
   baseline=auto|null|<folder>  results_dir=lab/results  device=auto|cpu|cuda  speed.enabled=true
+report   [key=value ...]  the method comparison report (HTML, Markdown, CSV) from the results
+         store; gate.min_recovery=0.95 exits 1 naming the variants under it.
+
 sweep    quantize + evaluate every (model, method, bits) cell of a sweep; resumable: a rerun
          does only unfinished work. Exit code 1 if any cell failed.
   sweep=demo|origin|size_ladder  sweep.models=[...]  launcher.max_parallel=2
@@ -32,7 +36,8 @@ sweep    quantize + evaluate every (model, method, bits) cell of a sweep; resuma
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # force: libraries imported above may already have configured the root logger
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE + f"\neval sets: {', '.join(group_choices('eval'))}; sweeps: {', '.join(group_choices('sweep'))}")
         return 0
@@ -41,6 +46,10 @@ def main(argv: list[str]) -> int:
         from evaluate.sweep import run_cell_from_spec
 
         return run_cell_from_spec(args[0])
+    if command == "report":
+        from evaluate.report import main as report_main
+
+        return report_main(args)
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; choices: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

@@ -22,7 +22,8 @@ common settings:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # force: libraries imported above may already have configured the root logger
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     if any(arg in ("-h", "--help") for arg in argv):
         print(help_text())
         return 0

@@ -73,6 +73,7 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
         findings=findings(a.summary, a.by_task, a.cliffs, a.thresholds, a.scenarios, cfg),
         warnings=tables.plain_table(provenance.warnings_table(a.collection, a.suspects), "warnings", "Warnings"),
         gate=a.gate.message(),
+        gate_passed=a.gate.passed,
         sections=_sections(cfg, a, draw="html" in cfg.formats or "markdown" in cfg.formats),
     )
     out = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.results_dir) / "report"
@@ -107,8 +108,8 @@ def _sections(cfg: ReportConfig, a: Analysis, *, draw: bool) -> list[Section]:
                       lambda: plots.pareto(a.deploy, "decode_tokens_per_s", "pareto_throughput", "decode tokens/s",
                                            "pareto_throughput", "Accuracy vs throughput")),
                 [tables.deployment_table(a.deploy, cfg),
-                 tables.decision_table(a.budgets, "decisions_budget", f"Best variant per memory budget ({budget_note} GB), "
-                                       f"tier {cfg.decisions.quality_floor} or better"),
+                 tables.decision_table(a.budgets, "decisions_budget", f"Best variant per memory budget "
+                                       f"({budget_note} GB), tier {cfg.decisions.quality_floor} or better"),
                  tables.decision_table(a.scenarios, "decisions_scenario", "Best variant per scenario")]),
         Section("provenance", "Provenance", "What produced these numbers.", [],
                 [tables.plain_table(frame, f"provenance_{name}", name.capitalize()) for name, frame in prov.items()]),

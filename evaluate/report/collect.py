@@ -18,9 +18,9 @@ from typing import Optional
 
 import numpy as np
 
+import evaluate.store as store
 from configs.errors import ConfigError
 from configs.report_schema import ReportConfig
-import evaluate.store as store
 
 SPECIAL_TASKS = ("speed", "kl_divergence")
 SCORE_KEYS = {"accuracy": "correct", "rescored_accuracy": "rescored_correct", "format_compliance": "format_ok"}
@@ -118,7 +118,8 @@ def collect(cfg: ReportConfig) -> Collection:
     results_dir = Path(cfg.results_dir)
     found = list(store.iter_records(results_dir))
     if not found:
-        raise ConfigError(f"results_dir={cfg.results_dir!r} holds no complete records; run python -m evaluate run first")
+        raise ConfigError(f"results_dir={cfg.results_dir!r} holds no complete records; "
+                          "run python -m evaluate run first")
     found = _apply_filters(cfg, found)
     variants = _variants(found)
     collection = Collection(variants, {}, {}, {}, {})
@@ -138,6 +139,7 @@ def collect(cfg: ReportConfig) -> Collection:
             collection.quality[(key, task)] = entry
         elif "word_perplexity" in metrics or "bits_per_byte" in metrics:
             collection.perplexity[(key, task)] = entry
+    _note_missing_tasks(collection)
     return collection
 
 
@@ -146,7 +148,9 @@ def size_label(size_b: Optional[float]) -> str:
         return "?"
     if size_b >= 1:
         return f"{size_b:.3g}B"
-    return f"{size_b * 1000:.3g}M"
+    if size_b >= 1e-3:
+        return f"{size_b * 1e3:.3g}M"
+    return f"{size_b * 1e6:.3g}K"
 
 
 def _apply_filters(cfg: ReportConfig, found: list) -> list:
@@ -187,6 +191,13 @@ def _variants(found: list) -> dict[str, Variant]:
             group=a.get("group_size"), label=a.get("label") or a["method"], is_baseline=bool(a.get("is_baseline")),
             model_kind=a.get("model_kind", ""), path=a.get("path", ""), size_on_disk_bytes=a.get("size_on_disk_bytes"),
         )
+    by_model = defaultdict(list)
+    for variant in variants.values():
+        by_model[variant.model].append(variant)
+    for family in by_model.values():  # a quantized model counts packed parameters: use the baseline's size
+        sizes = [v.size_b for v in family if v.is_baseline and v.size_b] or [v.size_b for v in family if v.size_b]
+        for variant in family:
+            variant.size_b = max(sizes) if sizes else None
     seen = defaultdict(list)
     for variant in variants.values():
         seen[(variant.model, variant.label)].append(variant)
@@ -220,11 +231,25 @@ def _link_baselines(collection: Collection, entries: list[Entry]) -> None:
                                          "no baseline (method=none) records of this model: no deltas, tiers or tests"))
 
 
+def _note_missing_tasks(collection: Collection) -> None:
+    task_sets = defaultdict(set)
+    for key, task in collection.quality:
+        task_sets[key].add(task)
+        variant = collection.variants[key]
+        if variant.baseline_key and (variant.baseline_key, task) not in collection.quality:
+            collection.notes.append(Note("warning", f"{variant.model} {variant.label} {task}",
+                                         "the baseline has no record of this task: no delta for it"))
+    if len({frozenset(tasks) for tasks in task_sets.values()}) > 1:
+        collection.notes.append(Note("info", "tasks", "variants were evaluated on different task sets: pooled "
+                                     "accuracies (decisions, Pareto plots) compare only variants with the same set"))
+
+
 def _choose(collection: Collection, key: str, task: str, entries: list[Entry]) -> Entry:
     variant = collection.variants[key]
     wanted = None
     if not variant.is_baseline and variant.baseline_key and task not in SPECIAL_TASKS:
-        chosen = collection.quality.get((variant.baseline_key, task)) or collection.perplexity.get((variant.baseline_key, task))
+        slot = (variant.baseline_key, task)
+        chosen = collection.quality.get(slot) or collection.perplexity.get(slot)
         wanted = chosen.record.get("settings_fingerprint") if chosen else None
     matching = [e for e in entries if wanted and e.record.get("settings_fingerprint") == wanted]
     if wanted and not matching:
@@ -234,8 +259,8 @@ def _choose(collection: Collection, key: str, task: str, entries: list[Entry]) -
     pool = matching or entries
     best = max(pool, key=lambda e: (e.record.get("n") or 0, _mtime(e.folder)))
     if len(entries) > 1:
-        collection.notes.append(Note("info", f"{variant.model} {variant.label} {task}",
-                                     f"{len(entries) - 1} other record(s) of this task set aside (kept n={best.record.get('n')})"))
+        collection.notes.append(Note("info", f"{variant.model} {variant.label} {task}", f"{len(entries) - 1} other "
+                                     f"record(s) of this task set aside (kept n={best.record.get('n')})"))
     return best
 
 

@@ -32,7 +32,8 @@ def deployment_rows(summary: pd.DataFrame, speed: dict, cfg: ReportConfig) -> pd
     for row in summary.itertuples():
         measured = speed.get(row.variant) or {}
         by_batch = measured.get("by_batch") or {}
-        batch = str(cfg.cost.batch_size) if str(cfg.cost.batch_size) in by_batch else min(by_batch, key=int, default=None)
+        batch = str(cfg.cost.batch_size)
+        batch = batch if batch in by_batch else min(by_batch, key=int, default=None)  # else the smallest measured
         at = by_batch.get(batch, {}) if batch else {}
         disk = row.size_on_disk_bytes
         peak, kind = measured.get("peak_memory_bytes"), measured.get("peak_memory_kind")
@@ -46,7 +47,8 @@ def deployment_rows(summary: pd.DataFrame, speed: dict, cfg: ReportConfig) -> pd
             "peak_memory_gb": peak / GIB if peak else math.nan, "peak_memory_kind": kind,
             "memory_gb": memory, "memory_basis": basis, "device": measured.get("device"),
             "batch_size": int(batch) if batch else None, "decode_tokens_per_s": decode,
-            "prefill_tokens_per_s": at.get("prefill_tokens_per_s"), "time_to_first_token_s": at.get("time_to_first_token_s"),
+            "prefill_tokens_per_s": at.get("prefill_tokens_per_s"),
+            "time_to_first_token_s": at.get("time_to_first_token_s"),
             "latency_per_prompt_s": at.get("latency_per_prompt_s"),
             "usd_per_1m_tokens": cost_per_million(decode, cfg.cost.usd_per_gpu_hour),
         })
@@ -97,10 +99,13 @@ def scenarios(deploy: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     scored = deploy[deploy.primary.notna()] if not deploy.empty else deploy
     per_gb = ok.assign(per_gb=ok.primary / ok.memory_gb)
     fast = ok if cfg.decisions.min_accuracy is None else ok[ok.primary >= cfg.decisions.min_accuracy]
-    floor_text = f"tier <= {floor}" + (f", accuracy >= {cfg.decisions.min_accuracy:.0%}" if cfg.decisions.min_accuracy is not None else "")
+    floor_text = f"tier <= {floor}"
+    if cfg.decisions.min_accuracy is not None:
+        floor_text += f", accuracy >= {cfg.decisions.min_accuracy:.0%}"
     picks = [
         ("maximum quality", _best(scored, by=[("primary", False), ("memory_gb", True)]), "highest accuracy, any tier"),
-        ("best quality per GB", _best(per_gb, by=[("per_gb", False), ("primary", False)]), f"accuracy / memory, {floor_text}"),
+        ("best quality per GB", _best(per_gb, by=[("per_gb", False), ("primary", False)]),
+         f"accuracy / memory, {floor_text}"),
         ("maximum throughput", _best(fast, by=[("decode_tokens_per_s", False), ("primary", False)]),
          f"decode tokens/s, {floor_text}"),
         ("smallest memory", _best(ok, by=[("memory_gb", True), ("primary", False)]), f"memory, {floor_text}"),
@@ -135,5 +140,6 @@ def _decision(name: str, best, rule: str) -> dict:
 def _memory(disk, peak, kind, cfg: ReportConfig) -> tuple[float, str]:
     basis = cfg.cost.memory_basis
     if basis == "peak" or (basis == "auto" and kind == "cuda_max_allocated" and peak):
-        return (peak / GIB if peak else math.nan), "CUDA peak" if kind == "cuda_max_allocated" else f"peak {kind or ''}".strip()
+        label = "CUDA peak" if kind == "cuda_max_allocated" else f"peak {kind or ''}".strip()
+        return (peak / GIB if peak else math.nan), label
     return (disk * cfg.cost.disk_memory_factor / GIB if disk else math.nan), f"disk x {cfg.cost.disk_memory_factor:g}"

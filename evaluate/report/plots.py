@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from configs.report_schema import TIERS, ReportConfig
 from evaluate.report.collect import size_label
+from evaluate.report.tables import group as group_text
 
 TIER_COLOURS = {"negligible": "#1a9850", "acceptable": "#a6d96a", "concerning": "#fdae61",
                 "unacceptable": "#d73027", None: "#e6e6e6"}
@@ -43,13 +44,15 @@ def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
         return None
     models = summary.drop_duplicates("model").sort_values(["size_b", "model"], na_position="last")
     quantized = summary[~summary.is_baseline].drop_duplicates("label")
-    quantized = quantized.assign(g=quantized.group.fillna(-1)).sort_values(["method", "bits", "g"], ascending=[True, False, True])
+    quantized = quantized.assign(g=quantized.group.fillna(-1))
+    quantized = quantized.sort_values(["method", "bits", "g"], ascending=[True, False, True])
     columns = ["baseline"] + list(quantized.label)
     fig = Figure(figsize=(max(6.0, 1.0 * len(columns) + 2.5), max(2.5, 0.55 * len(models) + 1.8)))
     ax = fig.add_subplot()
     for i, model in enumerate(models.model):
         for j, column in enumerate(columns):
-            cell = summary[(summary.model == model) & (summary.is_baseline if column == "baseline" else summary.label == column)]
+            which = summary.is_baseline if column == "baseline" else summary.label == column
+            cell = summary[(summary.model == model) & which]
             tier = cell.tier.iloc[0] if len(cell) else None
             ax.add_patch(_rect(j, i, TIER_COLOURS.get(tier, TIER_COLOURS[None])))
             if len(cell) and not cell.is_baseline.iloc[0] and not math.isnan(cell.tier_delta_pp.iloc[0]):
@@ -60,17 +63,21 @@ def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
     ax.set_xlim(-0.5, len(columns) - 0.5)
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), [f"{m} ({size_label(s)})" for m, s in zip(models.model, models.size_b)], fontsize=8)
+    names = [f"{m} ({size_label(s)})" for m, s in zip(models.model, models.size_b, strict=True)]
+    ax.set_yticks(range(len(models)), names, fontsize=8)
     ax.set_title("Viability map: delta vs baseline (pp, worse of accuracy and format); * significant", fontsize=9)
-    ax.legend(handles=[Patch(color=TIER_COLOURS[t], label=t) for t in TIERS] + [Patch(color=TIER_COLOURS[None], label="not run")],
-              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    handles = [Patch(color=TIER_COLOURS[t], label=t) for t in (*TIERS, None)]
+    handles[-1].set_label("not run")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return Plot("viability_map", "Viability map", "Rows: models by size; columns: method and bit width; colour: tier "
                 "(baseline column: its accuracy).", _png(fig))
 
 
 def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
     """Per method: delta vs bit width with its bootstrap CI, one line per model and group."""
-    rows = quality[(quality.scope == "all") & ~quality.is_baseline & quality.delta_pp.notna()] if not quality.empty else quality
+    if quality.empty:
+        return None
+    rows = quality[(quality.scope == "all") & ~quality.is_baseline & quality.delta_pp.notna()]
     if rows.empty:
         return None
     methods = sorted(rows.method.unique())
@@ -79,7 +86,7 @@ def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
     fig = Figure(figsize=(4.2 * ncols + 1.5, 3.2 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     ticks = ["base"] + [f"w{b}" for b in sorted(rows.bits.unique(), reverse=True)]
-    for ax, method in zip(axes.flat, methods):
+    for ax, method in zip(axes.flat, methods, strict=False):
         _tier_bands(ax, cfg)
         part = rows[rows.method == method]
         for (model, group), line in part.groupby(["model", "group"], dropna=False, sort=True):
@@ -87,7 +94,7 @@ def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
             x = [0] + [ticks.index(f"w{b}") for b in line.bits]
             y = [0.0, *line.delta_pp]
             err = np.array([[0.0, *(line.delta_pp - line.ci_low_pp)], [0.0, *(line.ci_high_pp - line.delta_pp)]])
-            label = f"{model}" + ("" if pd.isna(group) else f" g{int(group)}")
+            label = f"{model}" + ("" if pd.isna(group) else f" group {group_text(group)}")
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         ax.axhline(0, color="black", linewidth=0.8)
         low = min(rows.ci_low_pp.min(), rows.delta_pp.min(), cfg.tiers.concerning)
@@ -108,7 +115,7 @@ def behaviour_bars(behaviour: pd.DataFrame) -> Optional[Plot]:
     """Stacked bars: the share of each output behaviour per variant (boxed tasks)."""
     if behaviour.empty:
         return None
-    labels = [f"{m} {l}" for m, l in zip(behaviour.model, behaviour.label)]
+    labels = [f"{model} {label}" for model, label in zip(behaviour.model, behaviour.label, strict=True)]
     fig = Figure(figsize=(8.5, 0.32 * len(labels) + 1.6))
     ax = fig.add_subplot()
     left = np.zeros(len(labels))
@@ -121,7 +128,8 @@ def behaviour_bars(behaviour: pd.DataFrame) -> Optional[Plot]:
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of samples")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-    return Plot("behaviour", "Output behaviour", "What each variant's answers were, over its boxed-answer samples.", _png(fig))
+    caption = "What each variant's answers were, over its boxed-answer samples."
+    return Plot("behaviour", "Output behaviour", caption, _png(fig))
 
 
 def pareto(deploy: pd.DataFrame, x: str, front: str, xlabel: str, name: str, title: str) -> Optional[Plot]:

@@ -58,18 +58,18 @@ def provenance(collection: Collection, cfg: ReportConfig) -> dict[str, pd.DataFr
         ("records used", str(len(entries))),
         ("records dated", f"{_date(min(dates))} to {_date(max(dates))}" if dates else "-"),
         ("primary metric", cfg.primary_metric),
-        ("filters", f"models={list(cfg.models) or 'all'} methods={list(cfg.methods) or 'all'} tasks={list(cfg.tasks) or 'all'}"),
+        ("filters", " ".join(f"{name}={list(getattr(cfg, name)) or 'all'}" for name in ("models", "methods", "tasks"))),
         ("report settings", json.dumps({k: v for k, v in dataclasses.asdict(cfg).items()
                                         if k in ("tiers", "stats", "cliff", "cost", "decisions")}, default=str)),
     ]
-    git = Counter(f"{(r.get('git') or {}).get('commit') or 'unknown'}{' (dirty)' if (r.get('git') or {}).get('dirty') else ''}"
-                  for r in (e.record for e in entries))
+    git = Counter(_revision(e.record.get("git") or {}) for e in entries)
     hardware = Counter(_hardware(e.record.get("hardware") or {}) for e in entries)
     versions = _distinct(collection, lambda r: r.get("versions") or {})
     return {
         "run": _frame(run, ["item", "value"]),
         "git": _frame([(commit, str(n)) for commit, n in git.most_common()], ["git revision", "records"]),
-        "versions": _frame([(lib, ", ".join(sorted(v))) for lib, v in sorted(versions.items())], ["library", "version"]),
+        "versions": _frame([(lib, ", ".join(sorted(v))) for lib, v in sorted(versions.items())],
+                           ["library", "version"]),
         "hardware": _frame([(h, str(n)) for h, n in hardware.most_common()], ["hardware", "records"]),
         "samples": _samples(collection),
         "artifacts": _artifacts(collection),
@@ -112,6 +112,10 @@ def _distinct(collection: Collection, pick) -> dict[str, set]:
         for key, value in pick(entry.record).items():
             values[key].add(str(value))
     return values
+
+
+def _revision(git: dict) -> str:
+    return (git.get("commit") or "unknown") + (" (dirty)" if git.get("dirty") else "")
 
 
 def _hardware(info: dict) -> str:

@@ -36,7 +36,7 @@ def quality_rows(collection: Collection, cfg: ReportConfig) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    for scope, part in frame.groupby("scope"):
+    for _, part in frame.groupby("scope"):
         family = np.concatenate([part.p_baseline.to_numpy(float), part.p_higher.to_numpy(float)])
         adjusted = stats.adjust(family, cfg.stats.correction)
         frame.loc[part.index, "p_baseline_adj"] = adjusted[: len(part)]
@@ -142,7 +142,8 @@ def _perplexity_and_kl(collection: Collection, variant: Variant) -> dict:
         out[f"word_perplexity[{task}]"] = value
         base = collection.perplexity.get((variant.baseline_key, task)) if variant.baseline_key else None
         base_value = base.record["metrics"].get("word_perplexity") if base else None
-        out[f"perplexity_ratio[{task}]"] = value / base_value if value and base_value else (1.0 if variant.is_baseline else math.nan)
+        ratio = value / base_value if value and base_value else math.nan
+        out[f"perplexity_ratio[{task}]"] = 1.0 if variant.is_baseline else ratio
     kl = collection.kl.get(variant.key)
     if kl is not None:
         out["kl_divergence"] = kl.record["metrics"].get("kl_divergence")
@@ -158,7 +159,7 @@ def _verdict(row, cfg: ReportConfig) -> str:
     if row.p_baseline_adj < cfg.stats.alpha:
         return "significant loss" if row.delta_pp < 0 else "significant gain"
     if abs(row.delta_pp) < row.mde_pp:
-        return f"below MDE ({row.mde_pp:.1f} pp): n too small to tell"
+        return f"below MDE ({row.mde_pp:.1f} pp): too few samples to tell"
     return "no significant difference"
 
 

@@ -37,6 +37,15 @@ class Content:
     warnings: Table
     gate: str
     sections: list[Section]
+    gate_passed: bool = True
+
+    @property
+    def severity(self) -> str:
+        """The warnings box: alert (a warning or a failed gate), info (notes only) or ok."""
+        raw = self.warnings.raw
+        if not self.gate_passed or ("level" in raw and (raw["level"] == "warning").any()):
+            return "alert"
+        return "info" if len(raw) else "ok"
 
 
 def write_html(content: Content, path: Path) -> Path:

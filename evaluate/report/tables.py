@@ -8,8 +8,9 @@ correction, sizes in GB (2^30 bytes). Missing values print as an en dash.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 
@@ -45,6 +46,11 @@ def num(x, digits: int = 2) -> str:
     return DASH if _missing(x) else f"{x:,.{digits}f}"
 
 
+def gb(x) -> str:
+    """Sizes in GB: two decimals, or two significant digits below 0.1 (tiny models)."""
+    return DASH if _missing(x) else (f"{x:,.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}")
+
+
 def pval(x) -> str:
     return DASH if _missing(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
 
@@ -63,50 +69,69 @@ def _view(frame: pd.DataFrame, spec: list[tuple[str, Callable[[pd.Series], str]]
     return pd.DataFrame({name: [fn(row) for _, row in frame.iterrows()] for name, fn in spec})
 
 
-IDENTITY = [
-    ("Model", lambda r: text(r.model)), ("Size", lambda r: size_label(r.size_b)), ("Method", lambda r: text(r.method)),
-    ("Bits", lambda r: text(r.bits)), ("Group", lambda r: group(r.group)),
-]
+def col(key: str, fmt: Callable = text, *args) -> Callable[[pd.Series], str]:
+    """A view column: `fmt` applied to the row's `key` (missing keys print as a dash)."""
+    return lambda row: fmt(row.get(key), *args)
+
+
+IDENTITY = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Method", col("method")),
+            ("Bits", col("bits")), ("Group", col("group", group))]
 
 
 def _quality_spec(cfg: ReportConfig) -> list:
-    conf = f"{cfg.stats.confidence:.0%} CI"
+    def interval(r):
+        return DASH if _missing(r.get("ci_low_pp")) else f"[{r.ci_low_pp:+.1f}, {r.ci_high_pp:+.1f}]"
+
+    def flips(r):
+        return DASH if _missing(r.get("gained")) else f"+{int(r.gained)}/−{int(r.lost)}"
+
     return [
-        ("n", lambda r: text(int(r.n))), ("Accuracy", lambda r: pct(r.accuracy)), ("Rescored", lambda r: pct(r.rescored_accuracy)),
-        ("Format", lambda r: pct(r.format_compliance)), ("Δ pp", lambda r: pp(r.delta_pp)),
-        (conf, lambda r: DASH if _missing(r.get("ci_low_pp")) else f"[{r.ci_low_pp:+.1f}, {r.ci_high_pp:+.1f}]"),
-        ("Recovery", lambda r: pct(r.recovery)),
-        ("Flips +/−", lambda r: DASH if _missing(r.get("gained")) else f"+{int(r.gained)}/−{int(r.lost)}"),
-        ("p vs base", lambda r: pval(r.get("p_baseline_adj"))), ("p vs higher", lambda r: pval(r.get("p_higher_adj"))),
-        ("MDE pp", lambda r: num(r.get("mde_pp"), 1)), ("Δ format pp", lambda r: pp(r.get("delta_format_pp"))),
-        ("Tier", lambda r: text(r.tier)), ("Verdict", lambda r: text(r.verdict)),
+        ("n", col("n", num, 0)), ("Accuracy", col("accuracy", pct)), ("Rescored", col("rescored_accuracy", pct)),
+        ("Format", col("format_compliance", pct)), ("Δ pp", col("delta_pp", pp)),
+        (f"{cfg.stats.confidence:.0%} CI", interval), ("Recovery", col("recovery", pct)), ("Flips +/−", flips),
+        ("p vs base", col("p_baseline_adj", pval)), ("p vs higher", col("p_higher_adj", pval)),
+        ("MDE pp", col("mde_pp", num, 1)), ("Δ format pp", col("delta_format_pp", pp)),
+        ("Tier", col("tier")), ("Verdict", col("verdict")),
     ]
 
 
 def variants_table(summary: pd.DataFrame, cfg: ReportConfig) -> Table:
-    extra = [c for c in summary.columns if c.startswith(("word_perplexity[", "kl_divergence", "top1_agreement"))]
-    spec = IDENTITY + _quality_spec(cfg) + [(c.replace("word_perplexity", "PPL"), (lambda col: lambda r: num(r.get(col), 3))(c))
-                                            for c in extra]
+    extra = [c for c in summary.columns
+             if c.startswith(("word_perplexity[", "perplexity_ratio[", "kl_divergence", "top1_agreement"))]
+    names = {"word_perplexity": "PPL", "perplexity_ratio": "PPL ratio", "kl_divergence": "KL",
+             "top1_agreement": "top-1 agree"}
+    spec = IDENTITY + _quality_spec(cfg) + [(_rename(c, names), col(c, num, 3)) for c in extra]
+    s = cfg.stats
     return Table("variants", "Every variant, all tasks pooled", summary, _view(summary, spec), tier_column="Tier",
-                 note=f"Primary metric: {cfg.primary_metric}. p-values: McNemar (exact below {cfg.stats.exact_below} "
-                      f"discordant pairs), {cfg.stats.correction}-corrected per task scope; 'p vs higher' compares "
-                      f"with the next higher bit width of the same method and group. MDE: smallest paired "
-                      f"difference detectable with {cfg.stats.power:.0%} power at alpha {cfg.stats.alpha:g}.")
+                 note=f"Primary metric: {cfg.primary_metric}. p-values: McNemar (exact below {s.exact_below} "
+                      f"discordant pairs), {s.correction}-corrected per task scope; 'p vs higher' compares with the "
+                      f"next higher bit width of the same method and group. MDE: smallest paired difference "
+                      f"detectable with {s.power:.0%} power at alpha {s.alpha:g}.")
+
+
+def _rename(column: str, names: dict) -> str:
+    for old, new in names.items():
+        column = column.replace(old, new)
+    return column
 
 
 def tasks_table(quality: pd.DataFrame, cfg: ReportConfig) -> Table:
     rows = quality[quality.scope != "all"] if not quality.empty else quality
-    spec = IDENTITY + [("Task", lambda r: text(r.scope))] + _quality_spec(cfg)
+    spec = IDENTITY + [("Task", col("scope"))] + _quality_spec(cfg)
     return Table("quality_by_task", "Per task", quality, _view(rows, spec), tier_column="Tier",
                  note="The CSV also holds the pooled rows (scope = all).")
 
 
 def cliffs_table(cliffs: pd.DataFrame) -> Table:
-    spec = [("Model", lambda r: text(r.model)), ("Size", lambda r: size_label(r.size_b)),
-            ("Method", lambda r: text(r.method)), ("Group", lambda r: group(r.group)),
-            ("Last good", lambda r: text(r.last_ok) if _missing(r.last_ok_bits) else f"{r.last_ok} ({pp(r.last_ok_delta_pp)})"),
-            ("Cliff at", lambda r: DASH if _missing(r.cliff) else f"{r.cliff} ({pp(r.cliff_delta_pp)})"),
-            ("Cliff size pp", lambda r: num(r.cliff_size_pp, 1)), ("Why", lambda r: text(r.reason))]
+    def last_good(r):
+        return text(r.last_ok) if _missing(r.last_ok_bits) else f"{r.last_ok} ({pp(r.last_ok_delta_pp)})"
+
+    def cliff(r):
+        return DASH if _missing(r.cliff) else f"{r.cliff} ({pp(r.cliff_delta_pp)})"
+
+    spec = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Method", col("method")),
+            ("Group", col("group", group)), ("Last good", last_good), ("Cliff at", cliff),
+            ("Cliff size pp", col("cliff_size_pp", num, 1)), ("Why", col("reason"))]
     return Table("cliffs", "Cliffs", cliffs, _view(cliffs, spec))
 
 
@@ -117,39 +142,42 @@ def viability_table(thresholds: pd.DataFrame, cfg: ReportConfig) -> Table:
         prefix = "≤ " if r.viable_at_all_sizes else "from "
         return f"{prefix}{size_label(r.smallest_viable_size_b)} ({r.smallest_viable_model})"
 
-    spec = [("Method", lambda r: text(r.method)), ("Group", lambda r: group(r.group)), ("Bits", lambda r: text(r.bits)),
-            ("Sizes tested", lambda r: text(r.sizes_tested)), ("Viable", smallest), ("Not viable at", lambda r: r.not_viable or DASH)]
+    spec = [("Method", col("method")), ("Group", col("group", group)), ("Bits", col("bits")),
+            ("Sizes tested", col("sizes_tested")), ("Viable", smallest),
+            ("Not viable at", lambda r: r.not_viable or DASH)]
     return Table("viability", "Smallest model size at which each method and bit width is viable", thresholds,
-                 _view(thresholds, spec), note=f"Viable: tier {cfg.tiers.viable} or better, at that size and every larger "
-                 "size tested ('≤': viable at every size tested).")
+                 _view(thresholds, spec), note=f"Viable: tier {cfg.tiers.viable} or better, at that size and every "
+                                               "larger size tested ('≤': viable at every size tested).")
 
 
 def behaviour_table(behaviour: pd.DataFrame) -> Table:
     columns = ["correct", "wrong_answer", "no_box", "malformed_box", "max_tokens", "repetition", "empty"]
-    spec = IDENTITY + [("n", lambda r: text(r.n))] + [(c.replace("_", " "), (lambda c: lambda r: pct(r[c]))(c)) for c in columns]
+    spec = IDENTITY + [("n", col("n"))] + [(c.replace("_", " "), col(c, pct)) for c in columns]
     return Table("behaviour", "Output behaviour (boxed tasks)", behaviour, _view(behaviour, spec))
 
 
 def deployment_table(deploy: pd.DataFrame, cfg: ReportConfig) -> Table:
+    def pareto(r):
+        fronts = (("memory", r.get("pareto_memory")), ("speed", r.get("pareto_throughput")))
+        return ", ".join(name for name, on in fronts if on is True) or DASH
+
     spec = IDENTITY + [
-        ("Accuracy", lambda r: pct(r.primary)), ("Tier", lambda r: text(r.tier)),
-        ("Disk GB", lambda r: num(r.size_on_disk_gb)), ("Peak GB", lambda r: num(r.peak_memory_gb)),
-        ("Budget GB", lambda r: f"{num(r.memory_gb)} ({r.memory_basis})"), ("Device", lambda r: text(r.device)),
-        ("Decode tok/s", lambda r: num(r.decode_tokens_per_s, 1)), ("TTFT s", lambda r: num(r.time_to_first_token_s, 3)),
-        ("Latency/prompt s", lambda r: num(r.latency_per_prompt_s, 3)), ("$/1M tok", lambda r: num(r.usd_per_1m_tokens, 4)),
-        ("Pareto", lambda r: ", ".join(n for n, f in (("memory", r.get("pareto_memory")), ("speed", r.get("pareto_throughput"))) if f is True) or DASH),
+        ("Accuracy", col("primary", pct)), ("Tier", col("tier")), ("Disk GB", col("size_on_disk_gb", gb)),
+        ("Peak GB", col("peak_memory_gb", gb)), ("Budget GB", lambda r: f"{gb(r.memory_gb)} ({r.memory_basis})"),
+        ("Device", col("device")), ("Decode tok/s", col("decode_tokens_per_s", num, 1)),
+        ("TTFT s", col("time_to_first_token_s", num, 3)), ("Latency/prompt s", col("latency_per_prompt_s", num, 3)),
+        ("$/1M tok", col("usd_per_1m_tokens", num, 4)), ("Pareto", pareto),
     ]
     return Table("deployment", "Cost and deployment", deploy, _view(deploy, spec), tier_column="Tier",
-                 note=f"Speed at batch size {cfg.cost.batch_size}; $/1M generated tokens at ${cfg.cost.usd_per_gpu_hour:g} "
-                      "per device hour. GB = 2^30 bytes.")
+                 note=f"Speed at batch size {cfg.cost.batch_size}; $/1M generated tokens at "
+                      f"${cfg.cost.usd_per_gpu_hour:g} per device hour. GB = 2^30 bytes.")
 
 
 def decision_table(decisions: pd.DataFrame, name: str, title: str) -> Table:
-    spec = [("Decision", lambda r: text(r.decision)), ("Model", lambda r: text(r.get("model"))),
-            ("Variant", lambda r: text(r.get("label"))), ("Accuracy", lambda r: pct(r.get("primary"))),
-            ("Δ pp", lambda r: pp(r.get("delta_pp"))), ("Tier", lambda r: text(r.get("tier"))),
-            ("Memory GB", lambda r: num(r.get("memory_gb"))), ("Decode tok/s", lambda r: num(r.get("decode_tokens_per_s"), 1)),
-            ("$/1M tok", lambda r: num(r.get("usd_per_1m_tokens"), 4)), ("Rule", lambda r: text(r.rule))]
+    spec = [("Decision", col("decision")), ("Model", col("model")), ("Variant", col("label")),
+            ("Accuracy", col("primary", pct)), ("Δ pp", col("delta_pp", pp)), ("Tier", col("tier")),
+            ("Memory GB", col("memory_gb", gb)), ("Decode tok/s", col("decode_tokens_per_s", num, 1)),
+            ("$/1M tok", col("usd_per_1m_tokens", num, 4)), ("Rule", col("rule"))]
     return Table(name, title, decisions, _view(decisions, spec), tier_column="Tier")
 
 

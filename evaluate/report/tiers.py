@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Optional
 
 import pandas as pd
@@ -68,11 +69,12 @@ def cliffs(variants: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     for (model, method, group), series in quantized.groupby(["model", "method", "group"], dropna=False, sort=True):
         base = variants[(variants.model == model) & variants.is_baseline]
         chain = [(BASELINE, 0.0, "negligible", int(base.bits.iloc[0]) if len(base) else None)]
-        chain += [(r.label, r.delta_pp, r.tier, int(r.bits)) for r in series.sort_values("bits", ascending=False).itertuples()]
+        steps = series.sort_values("bits", ascending=False).itertuples()
+        chain += [(r.label, r.delta_pp, r.tier, int(r.bits)) for r in steps]
         row = {"model": model, "size_b": series.size_b.iloc[0], "method": method, "group": group,
                "last_ok": None, "last_ok_bits": None, "last_ok_delta_pp": None, "cliff": None, "cliff_bits": None,
                "cliff_delta_pp": None, "cliff_size_pp": None, "reason": f"no cliff down to {chain[-1][3]} bits"}
-        for above, here in zip(chain, chain[1:]):
+        for above, here in pairwise(chain):
             drop = tier_rank(here[2]) - tier_rank(above[2])
             reasons = []
             if drop >= cfg.cliff.tier_drop:
@@ -101,7 +103,7 @@ def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
             if all(ok[i:]):
                 threshold = i
                 break
-        failing = [f"{m} ({t})" for m, t, good in zip(cells.model, cells.tier, ok) if not good]
+        failing = [f"{m} ({t})" for m, t, good in zip(cells.model, cells.tier, ok, strict=True) if not good]
         rows.append({
             "method": method, "group": group, "bits": int(bits), "sizes_tested": len(cells),
             "smallest_viable_model": cells.model.iloc[threshold] if threshold is not None else None,

@@ -35,3 +35,11 @@ print(round(result["lab_exact_match"], 4))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "0.6667"
+
+
+def test_importing_our_modules_does_not_load_hugging_face_evaluate():
+    """`from evaluate import scoring` must not pay for HF's import (transformers pipelines)."""
+    script = "import sys; from evaluate import scoring, store; print('evaluate.loading' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -121,7 +121,7 @@ def test_stock_task_numbers_equal_the_lm_eval_command_line(lab, tiny_family, tmp
     artifact = lab["artifacts"]["none"]
     data = tiny_family.data_path("arc")
     common = {"limit": 20, "batch_size": 8}
-    ours = run_cli("evaluate", "run", f"artifact={artifact}", "eval.tasks=[tiny_arc_mc]", f"eval.data_files.tiny_arc_mc={data}",
+    ours = run_cli("evaluate", "run", f"artifact={artifact}", "eval.tasks=[tiny_arc_mc]", f"+eval.data_files.tiny_arc_mc={data}",
                    f"eval.limit={common['limit']}", f"eval.batch_size={common['batch_size']}", "eval.perplexity_task=null",
                    "eval.apply_chat_template=false", "speed.enabled=false", "baseline=null", f"results_dir={tmp_path / 'r'}")
     assert ours.returncode == 0, ours.stderr[-3000:]
