@@ -42,7 +42,8 @@ def _launch_submitit(cfg: EvalSweepConfig, cells: list) -> None:
 
     folder = Path(cfg.sweeps_dir) / cfg.sweep.name / "submitit"
     cluster = "local" if cfg.launcher.name == "submitit_local" else "slurm"
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    requeues = {"slurm_max_num_timeout": cfg.launcher.max_num_timeout} if cluster == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, **requeues)
     executor.update_parameters(**_parameters(cfg, cluster))
     jobs = executor.map_array(_run_cell_job, [cfg] * len(cells), cells)
     log.info("submitted %d job(s) of sweep %s to %s", len(jobs), cfg.sweep.name, cluster)
@@ -105,7 +106,6 @@ def _parameters(cfg: EvalSweepConfig, cluster: str) -> dict:
     if cluster == "local":
         return {"timeout_min": launcher.timeout_min, "cpus_per_task": launcher.cpus_per_task}
     slurm = {"gpus_per_node": launcher.gpus_per_node, "slurm_setup": list(launcher.setup),
-             "slurm_max_num_timeout": launcher.max_num_timeout,
              "slurm_additional_parameters": dict(launcher.additional_parameters)}
     for key in ("partition", "account", "qos"):
         if getattr(launcher, key):
