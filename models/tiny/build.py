@@ -1,0 +1,296 @@
+"""Build the tiny family into a content-keyed cache folder, atomically.
+
+Layout of one build, `<cache root>/tiny/<profile>-seed<seed>-<settings hash>-<sizes hash>/`:
+    tiny-s/ tiny-m/ tiny-l/          HF checkpoints (float32 safetensors, tokenizer, configs)
+    data/tiny_{openmath,arc,squad}.jsonl   held-out eval docs in the Hub datasets' schemas
+    data/calibration.jsonl           {"text": chat-formatted training-style sample} per line
+    data/calibration.txt             the same texts, newlines replaced by spaces, one per line
+    data/train_report.json           per size: parameters, steps, time, held-out scores
+    build.json                       manifest; written last, so its presence means complete
+The folder is built under a temporary name next to it and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from queue import Empty
+
+from tqdm.auto import tqdm
+
+from models.tiny.generator import GENERATOR_VERSION, TASKS, assistant_reply, generate_splits
+from models.tiny.settings import PROFILES, SIZES, Profile
+from models.tiny.tokenizer import IM_END, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "QLAB_CACHE"
+LAYOUT_VERSION = 1  # bump when the folder layout or the training code changes
+MANIFEST = "build.json"
+CALIBRATION_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """A completed build: where its checkpoints, data and reports are."""
+
+    root: Path
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.root / MANIFEST).read_text())
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        return tuple(self.manifest["sizes"])
+
+    def model_path(self, size: str) -> Path:
+        if size not in self.sizes:
+            raise ValueError(f"size {size!r} is not in this build; built: {', '.join(self.sizes)}")
+        return self.root / size
+
+    def data_path(self, task: str) -> Path:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
+        return self.root / "data" / f"tiny_{task}.jsonl"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.root / "data" / "calibration.jsonl"
+
+    @property
+    def calibration_text_path(self) -> Path:
+        return self.root / "data" / "calibration.txt"
+
+    @cached_property
+    def report(self) -> dict:
+        return json.loads((self.root / "data" / "train_report.json").read_text())
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    base = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quantlab"
+    return Path(base).expanduser() / "tiny"
+
+
+def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=None,
+                 force: bool = False) -> TinyFamily:
+    """The tiny family for these settings, trained now only if no complete build exists.
+
+    A complete build holding more sizes (same profile and seed) is reused as it is.
+    """
+    sizes = _check_sizes(sizes)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choices: {', '.join(PROFILES)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    root = cache_root(cache_dir)
+    name = build_name(profile, sizes, seed)
+    if not force and (found := find_build(root, profile, sizes, seed)):
+        log.info("tiny family: using %s", found.root)
+        return found
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / f".{name}.lock"):
+        if not force and (found := find_build(root, profile, sizes, seed)):
+            return found  # another process built it while we waited
+        _build_atomically(root / name, PROFILES[profile], profile, sizes, seed)
+    return TinyFamily(root / name)
+
+
+def build_name(profile: str, sizes: tuple[str, ...], seed: int) -> str:
+    common, per_size = _settings_hashes(profile, sizes, seed)
+    return f"{profile}-seed{seed}-{common}-{per_size}"
+
+
+def find_build(root: Path, profile: str, sizes: tuple[str, ...], seed: int) -> TinyFamily | None:
+    """A complete build with these settings and at least these sizes, if any."""
+    wanted = PROFILES[profile].settings_for(sizes)["sizes"]
+    common, _ = _settings_hashes(profile, sizes, seed)
+    for folder in sorted(root.glob(f"{profile}-seed{seed}-{common}-*")):
+        manifest = folder / MANIFEST
+        if not manifest.is_file():
+            continue  # never use a folder without its manifest
+        built = json.loads(manifest.read_text())["settings"]["sizes"]
+        if all(built.get(size) == config for size, config in wanted.items()):
+            return TinyFamily(folder)
+    return None
+
+
+def _check_sizes(sizes) -> tuple[str, ...]:
+    if sizes is None:
+        return SIZES
+    if isinstance(sizes, str):
+        sizes = [s for s in sizes.split(",") if s]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        raise ValueError(f"unknown size(s) {', '.join(unknown) or '(none)'}; "
+                         f"choices: {', '.join(SIZES)}")
+    return tuple(s for s in SIZES if s in sizes)  # canonical order, no duplicates
+
+
+def _settings_hashes(profile: str, sizes: tuple[str, ...], seed: int) -> tuple[str, str]:
+    settings = PROFILES[profile].settings_for(sizes)
+    common = {"generator_version": GENERATOR_VERSION, "layout_version": LAYOUT_VERSION,
+              "seed": seed, **{k: v for k, v in settings.items() if k != "sizes"}}
+    return _digest(common)[:12], _digest(settings["sizes"])[:6]
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+@contextmanager
+def _lock(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_atomically(final: Path, profile: Profile, profile_name: str,
+                      sizes: tuple[str, ...], seed: int) -> None:
+    temporary = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        _build(temporary, profile, profile_name, sizes, seed)
+        if final.exists():  # force, or a folder left without its manifest
+            stale = final.with_name(f".old-{final.name}-{os.getpid()}")
+            os.rename(final, stale)
+            shutil.rmtree(stale)
+        os.rename(temporary, final)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    log.info("tiny family: built %s", final)
+
+
+def _build(out: Path, profile: Profile, profile_name: str, sizes: tuple[str, ...],
+           seed: int) -> None:
+    import torch  # the CLI's `--help` and bad-argument paths stay fast without it
+
+    from models.tiny.training import TrainJob, encode_examples
+
+    started = time.monotonic()
+    work, data = out / ".work", out / "data"
+    work.mkdir(parents=True)
+    data.mkdir()
+
+    log.info("tiny family: generating data (seed %d)", seed)
+    splits = generate_splits(profile.data, seed)
+    for task in TASKS:
+        _write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
+
+    log.info("tiny family: training the tokenizer")
+    tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
+    tokenizer.save_pretrained(work / "tokenizer")
+    _write_calibration(data, tokenizer, splits["train"])
+    torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
+               work / "examples.pt")
+    torch.save(splits["eval"], work / "eval_docs.pt")
+
+    jobs = [TrainJob(size, profile.sizes[size], profile.train, seed, work, out / size)
+            for size in sizes]
+    reports = _train_in_parallel(jobs)
+    report = {"profile": profile_name, "seed": seed, "sizes": reports}
+    (data / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    shutil.rmtree(work)
+    manifest = {
+        "name": out.name.removeprefix(".tmp-").rsplit("-", 1)[0],
+        "profile": profile_name,
+        "seed": seed,
+        "sizes": list(sizes),
+        "dtype": "float32",
+        "generator_version": GENERATOR_VERSION,
+        "layout_version": LAYOUT_VERSION,
+        "settings": profile.settings_for(sizes),
+        "build_seconds": round(time.monotonic() - started, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": _library_versions(),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
+
+
+def _tokenizer_corpus(train: dict[str, list[dict]]):
+    from evaluate.prompts import render_prompt
+    from models.tiny.generator import LAB_TASK_NAMES
+
+    for task, docs in train.items():
+        for doc in docs:
+            # Special tokens never reach BPE training, so feed the text between them.
+            yield "user\n" + render_prompt(LAB_TASK_NAMES[task], doc)
+            yield "assistant\n" + assistant_reply(task, doc)
+
+
+def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> None:
+    """Training-style samples, chat-formatted with their answers, tasks interleaved."""
+    from evaluate.prompts import render_prompt
+    from models.tiny.generator import LAB_TASK_NAMES
+
+    texts = []
+    for i in range(CALIBRATION_SAMPLES):
+        task = TASKS[i % len(TASKS)]
+        doc = train[task][i // len(TASKS)]
+        chat = [{"role": "user", "content": render_prompt(LAB_TASK_NAMES[task], doc)},
+                {"role": "assistant", "content": assistant_reply(task, doc)}]
+        texts.append(tokenizer.apply_chat_template(chat, tokenize=False))
+    assert all(text.endswith(IM_END + "\n") for text in texts)
+    _write_jsonl(data / "calibration.jsonl", [{"text": t} for t in texts])
+    (data / "calibration.txt").write_text("".join(" ".join(t.split("\n")) + "\n" for t in texts))
+
+
+def _train_in_parallel(jobs: list) -> dict[str, dict]:
+    """One process per size (one torch thread each), as many at once as there are cores;
+    the largest sizes start first so the smallest fill in behind them."""
+    from models.tiny.training import train_size
+
+    context = multiprocessing.get_context("spawn")
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    ordered = sorted(jobs, key=lambda job: SIZES.index(job.size), reverse=True)
+    with context.Manager() as manager, \
+            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        queue = manager.Queue()
+        for job in ordered:
+            job.progress = queue
+        futures = {job.size: pool.submit(train_size, job) for job in ordered}
+        status = {job.size: "waiting" for job in ordered}
+        with tqdm(desc="training tiny family", unit="eval") as bar:
+            while not all(f.done() for f in futures.values()) or not queue.empty():
+                try:
+                    size, entry = queue.get(timeout=1)
+                except Empty:
+                    continue
+                status[size] = f"step {entry['step']} dev {entry['dev_exact_match']:.2f}"
+                bar.set_postfix(status, refresh=False)
+                bar.update()
+        reports = {size: futures[size].result() for size in SIZES if size in futures}
+    for size, report in reports.items():
+        scores = ", ".join(f"{task} acc {r['accuracy']:.2f} fmt {r['format_compliance']:.2f}"
+                           for task, r in report["held_out"].items())
+        log.info("tiny family: %s %d params, %d steps, %.0f s: %s", size,
+                 report["parameters"], report["steps"], report["train_seconds"], scores)
+    return reports
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _library_versions() -> dict[str, str]:
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}

@@ -1,0 +1,232 @@
+"""Seeded synthetic tasks in the schemas of the Hub datasets the lab evaluates.
+
+Three tasks, each small enough for a sub-10M-parameter model to learn on a CPU:
+  openmath: one-digit additions and subtractions, as expressions or word problems
+            (schema of nvidia/OpenMathInstruct-2)
+  arc:      four-way multiple choice: largest/smallest number or
+            membership in a fixed everyday-category table (schema of allenai/ai2_arc)
+  squad:    a short span copied from a short biography of a made-up person
+            (schema of rajpurkar/squad)
+
+Docs of one task are unique by the prompt the model sees, and the eval, dev and train
+splits are cut from one deduplicated stream, so they never share a prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from evaluate.prompts import render_prompt
+
+# Bump when the generated text changes in any way: it is part of the cache key.
+GENERATOR_VERSION = 1
+
+TASKS = ("openmath", "arc", "squad")
+LAB_TASK_NAMES = {task: f"boxed_{task}" for task in TASKS}  # evaluate/tasks/<name>.yaml
+
+FIRST_NAMES = {
+    "She": ["Anna", "Mira", "Lena", "Sara", "Nora", "Ella", "Ruth", "Ines", "Maya", "Lucy",
+            "Emma", "Iris", "Rosa", "Tara", "Vera", "Zoe"],
+    "He": ["Tom", "Ben", "Omar", "Leo", "Sam", "Max", "Ivan", "Paul", "Hugo", "Eric",
+           "Jack", "Noah", "Theo", "Adam", "Karl", "Luis"],
+}
+THINGS = ["apples", "books", "coins", "pencils", "marbles", "stickers", "cards", "shells",
+          "stamps", "cookies", "buttons", "candles"]
+CATEGORIES = {  # fixed "world knowledge" for the arc task; not seeded on purpose
+    "a fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach",
+                "pear", "plum"],
+    "an animal": ["cat", "dog", "horse", "cow", "sheep", "goat", "tiger", "lion", "rabbit",
+                  "mouse"],
+    "a color": ["red", "blue", "green", "yellow", "purple", "brown", "black", "white",
+                "pink", "gray"],
+    "a tool": ["hammer", "saw", "drill", "wrench", "shovel", "rake", "chisel", "pliers",
+               "axe", "ladder"],
+    "a vehicle": ["car", "bus", "truck", "train", "bicycle", "boat", "plane", "tractor",
+                  "taxi", "van"],
+    "a musical instrument": ["piano", "guitar", "violin", "drum", "flute", "trumpet", "harp",
+                             "cello", "banjo", "organ"],
+}
+JOBS = ["baker", "farmer", "teacher", "doctor", "sailor", "painter", "tailor", "pilot",
+        "nurse", "miner", "judge", "singer", "carpenter", "fisher", "chemist", "librarian"]
+COLLECTIONS = ["stamps", "coins", "shells", "maps", "clocks", "feathers", "keys", "postcards",
+               "rocks", "buttons", "spoons", "masks"]
+PETS = ["dog", "cat", "parrot", "horse", "goat", "rabbit", "turtle", "goose"]
+SYLLABLES = ["ka", "lo", "mi", "ren", "tor", "vel", "zan", "bri", "dor", "fen", "gal", "hum",
+             "is", "jor", "kel", "mar", "nor", "pel", "quin", "ros", "sil", "tam", "ul", "var",
+             "wen", "yor", "bek", "dra", "esh", "fal", "gor", "hal"]
+CHOICE_LABELS = ["A", "B", "C", "D"]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How many docs of each task each split gets (train is per task too)."""
+
+    train_per_task: int
+    dev_per_task: int
+    eval_per_task: int = 200
+
+
+def generate_splits(settings: DataSettings, seed: int) -> dict[str, dict[str, list[dict]]]:
+    """{"eval"|"dev"|"train": {task: [doc, ...]}}, deterministic for (settings, seed)."""
+    splits: dict[str, dict[str, list[dict]]] = {"eval": {}, "dev": {}, "train": {}}
+    for task in TASKS:
+        sizes = {"eval": settings.eval_per_task, "dev": settings.dev_per_task,
+                 "train": settings.train_per_task}
+        docs = _unique_docs(task, sum(sizes.values()), random.Random(f"{seed}/{task}"))
+        start = 0
+        for split, count in sizes.items():
+            splits[split][task] = [_with_id(task, split, i, doc)
+                                   for i, doc in enumerate(docs[start:start + count])]
+            start += count
+    return splits
+
+
+def answer_text(task: str, doc: dict) -> str:
+    """The reference answer string that goes inside \\boxed{}."""
+    if task == "openmath":
+        return doc["expected_answer"]
+    if task == "arc":
+        return doc["answerKey"]
+    if task == "squad":
+        return doc["answers"]["text"][0]
+    raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
+
+
+def assistant_reply(task: str, doc: dict) -> str:
+    """What the model is trained to answer: the boxed answer after a few words of lead-in
+    (arithmetic: the equation, i.e. the OpenMath solution; multiple choice: the chosen
+    option's text). A tiny model learns two short steps far sooner than one long jump."""
+    if task == "openmath":
+        return doc["generated_solution"]
+    if task == "arc":
+        chosen = doc["choices"]["text"][doc["choices"]["label"].index(doc["answerKey"])]
+        return f"{chosen}: \\boxed{{{doc['answerKey']}}}"
+    return "\\boxed{" + answer_text(task, doc) + "}"
+
+
+def _unique_docs(task: str, count: int, rng: random.Random) -> list[dict]:
+    make_doc = {"openmath": _openmath_doc, "arc": _arc_doc, "squad": _squad_doc}[task]
+    docs, seen_prompts = [], set()
+    attempts = 0
+    while len(docs) < count:
+        attempts += 1
+        if attempts > 50 * count + 1000:
+            raise ValueError(f"cannot draw {count} distinct {task} docs; ask for fewer")
+        doc = make_doc(rng)
+        prompt = render_prompt(LAB_TASK_NAMES[task], doc)
+        if prompt not in seen_prompts:
+            seen_prompts.add(prompt)
+            docs.append(doc)
+    return docs
+
+
+def _with_id(task: str, split: str, index: int, doc: dict) -> dict:
+    if task == "openmath":  # the OpenMathInstruct-2 schema has no id
+        return doc
+    return {"id": f"tiny-{task}-{split}-{index:06d}", **doc}
+
+
+# ---- openmath -------------------------------------------------------------------------
+
+def _openmath_doc(rng: random.Random) -> dict:
+    pronoun = rng.choice(["She", "He"])
+    name = rng.choice(FIRST_NAMES[pronoun])
+    things = rng.choice(THINGS)
+    if rng.random() < 0.5:
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        op, result = "+", a + b
+        problem = rng.choice([
+            f"What is {a} + {b}?",
+            f"{name} has {a} {things} and buys {b} more. How many {things} does {name} have now?",
+        ])
+    else:
+        b = rng.randint(0, 9)
+        a = rng.randint(b, b + 9)
+        op, result = "-", a - b
+        problem = rng.choice([
+            f"What is {a} - {b}?",
+            f"{name} has {a} {things} and gives away {b}. How many {things} are left?",
+        ])
+    return {
+        "problem": problem,
+        "generated_solution": f"{a} {op} {b} = \\boxed{{{result}}}",
+        "expected_answer": str(result),
+        "problem_source": "tiny_synthetic",
+    }
+
+
+# ---- arc ------------------------------------------------------------------------------
+
+def _arc_doc(rng: random.Random) -> dict:
+    kind = rng.choice(["largest", "smallest", "member", "not_member"])
+    if kind in ("largest", "smallest"):
+        options = [str(n) for n in rng.sample(range(1, 10), 4)]
+        pick = max if kind == "largest" else min
+        correct = str(pick(int(o) for o in options))
+        question = f"Which number is the {kind}?"
+    else:
+        category = rng.choice(list(CATEGORIES))
+        others = [w for c, words in CATEGORIES.items() if c != category for w in words]
+        if kind == "member":
+            correct = rng.choice(CATEGORIES[category])
+            options = [correct] + rng.sample(others, 3)
+            question = f"Which of these is {category}?"
+        else:
+            correct = rng.choice(others)
+            options = [correct] + rng.sample(CATEGORIES[category], 3)
+            question = f"Which of these is not {category}?"
+        rng.shuffle(options)
+    return {
+        "question": question,
+        "choices": {"text": options, "label": list(CHOICE_LABELS)},
+        "answerKey": CHOICE_LABELS[options.index(correct)],
+    }
+
+
+# ---- squad ----------------------------------------------------------------------------
+
+def _made_up_word(rng: random.Random) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+
+
+def _distinct_made_up_words(rng: random.Random, count: int) -> list[str]:
+    words: list[str] = []
+    while len(words) < count:
+        word = _made_up_word(rng)
+        if word not in words:
+            words.append(word)
+    return words
+
+
+def _squad_doc(rng: random.Random) -> dict:
+    pronoun = rng.choice(["She", "He"])
+    possessive = "Her" if pronoun == "She" else "His"
+    surname, birthplace, new_home, pet_name = _distinct_made_up_words(rng, 4)
+    name = f"{rng.choice(FIRST_NAMES[pronoun])} {surname}"
+    year, job = str(rng.randint(1900, 1999)), rng.choice(JOBS)
+    collection, pet = rng.choice(COLLECTIONS), rng.choice(PETS)
+    # (sentence, [(question, answer span)]); the span occurs in its own sentence.
+    facts = [
+        (f"{name} was born in {birthplace} in {year}.",
+         [(f"Where was {name} born?", birthplace),
+          (f"In which year was {name} born?", year)]),
+        (f"{pronoun} worked as a {job}.", [(f"What did {name} work as?", job)]),
+        (f"{pronoun} liked to collect {collection}.",
+         [(f"What did {name} like to collect?", collection)]),
+        (f"{possessive} {pet} was called {pet_name}.",
+         [(f"What was the name of {name}'s {pet}?", pet_name)]),
+        (f"Later {pronoun.lower()} moved to {new_home}.",
+         [(f"Where did {name} move to?", new_home)]),
+    ]
+    kept = [facts[0]] + rng.sample(facts[1:], rng.randint(1, 2))
+    sentence, questions = rng.choice(kept)
+    question, answer = rng.choice(questions)
+    context = " ".join(s for s, _ in kept)
+    answer_start = context.index(sentence) + sentence.index(answer)
+    return {
+        "title": name.replace(" ", "_"),
+        "context": context,
+        "question": question,
+        "answers": {"text": [answer], "answer_start": [answer_start]},
+    }

@@ -1,0 +1,107 @@
+"""Everything that decides what a tiny-family build produces (all of it goes into the
+cache key): model sizes, training settings and the build profiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from models.tiny.generator import DataSettings
+from models.tiny.tokenizer import TokenizerSettings
+
+SIZES = ("tiny-s", "tiny-m", "tiny-l")
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """A Qwen3 shape. hidden_size, intermediate_size and the heads' widths are multiples
+    of 128, so quantization group sizes 32/64/128 divide every linear layer's input."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int = 64
+    learning_rate: float = 3e-3
+
+    def __post_init__(self) -> None:
+        widths = {
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_attention_heads * head_dim": self.num_attention_heads * self.head_dim,
+            "num_key_value_heads * head_dim": self.num_key_value_heads * self.head_dim,
+        }
+        for name, width in widths.items():
+            if width % 128:
+                raise ValueError(f"{name} = {width} is not a multiple of 128")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Warmup, then a constant learning rate until the dev score plateaus (no gain above
+    `min_gain` for `patience` evaluations) or `max_stable_steps`, then a linear decay to
+    zero over `decay_fraction` of the steps so far. The best dev checkpoint is kept."""
+
+    batch_size: int = 32
+    warmup_steps: int = 100
+    eval_every: int = 200
+    patience: int = 4
+    min_gain: float = 0.005
+    max_stable_steps: int = 6000
+    decay_fraction: float = 0.25
+    min_decay_steps: int = 200
+    weight_decay: float = 0.01
+    max_new_tokens: int = 24  # for the final greedy evaluation
+
+
+@dataclass(frozen=True)
+class Profile:
+    data: DataSettings
+    tokenizer: TokenizerSettings
+    train: TrainSettings
+    sizes: dict[str, SizeConfig] = field(default_factory=dict)
+
+    def settings_for(self, sizes: tuple[str, ...]) -> dict:
+        """The JSON-able settings of a build of `sizes` (hashed into the cache key)."""
+        return {
+            "data": asdict(self.data),
+            "tokenizer": asdict(self.tokenizer),
+            "train": asdict(self.train),
+            "sizes": {size: asdict(self.sizes[size]) for size in sizes},
+        }
+
+
+FULL_SIZES = {
+    "tiny-s": SizeConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, learning_rate=4e-3),
+    "tiny-m": SizeConfig(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, learning_rate=3e-3),
+    "tiny-l": SizeConfig(hidden_size=384, intermediate_size=1024, num_hidden_layers=3,
+                         num_attention_heads=6, num_key_value_heads=2, learning_rate=2e-3),
+}
+
+QUICK_SIZES = {
+    "tiny-s": SizeConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, learning_rate=3e-3),
+    "tiny-m": SizeConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, learning_rate=3e-3),
+    "tiny-l": SizeConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, learning_rate=2e-3),
+}
+
+PROFILES = {
+    "full": Profile(
+        data=DataSettings(train_per_task=30000, dev_per_task=256),
+        tokenizer=TokenizerSettings(vocab_size=1024),
+        train=TrainSettings(),
+        sizes=FULL_SIZES,
+    ),
+    # For tests and smoke runs (about a minute): smaller shapes, little data, few steps.
+    "quick": Profile(
+        data=DataSettings(train_per_task=1500, dev_per_task=32, eval_per_task=64),
+        tokenizer=TokenizerSettings(vocab_size=1024),
+        train=TrainSettings(batch_size=8, warmup_steps=20, eval_every=50, patience=2,
+                            max_stable_steps=150, min_decay_steps=50),
+        sizes=QUICK_SIZES,
+    ),
+}

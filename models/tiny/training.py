@@ -1,0 +1,284 @@
+"""Train one size of the tiny family: Qwen3 from scratch, answer-only loss, one CPU thread.
+
+`train_size` runs in its own process (the build trains sizes in parallel). Training
+stops on a plateau of the dev score (greedy exact match, computed by teacher forcing:
+every answer token is the argmax given the prompt and the previous answer tokens), so
+every size ends trained as far as its schedule takes it, not after a fixed step count.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
+                          Qwen3Config, Qwen3ForCausalLM)
+
+from evaluate.prompts import render_prompt
+from models.tiny.evaluation import evaluate_tasks
+from models.tiny.generator import LAB_TASK_NAMES, assistant_reply
+from models.tiny.settings import SizeConfig, TrainSettings
+from models.tiny.tokenizer import END_OF_TEXT, IM_END, chat_prompt
+
+log = logging.getLogger(__name__)
+
+Example = tuple[list[int], int]  # (prompt + answer token ids, prompt length)
+
+
+def encode_examples(tokenizer, docs_by_task: dict[str, list[dict]]) -> dict[str, list[Example]]:
+    """Token ids as an evaluator builds them: the chat prompt tokenized alone, then the
+    reply tokenized alone and closed with <|im_end|>."""
+    encoded = {}
+    for task, docs in docs_by_task.items():
+        prompts = [chat_prompt(tokenizer, render_prompt(LAB_TASK_NAMES[task], d)) for d in docs]
+        replies = [assistant_reply(task, d) + IM_END for d in docs]
+        prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(replies, add_special_tokens=False)["input_ids"]
+        encoded[task] = [(p + r, len(p)) for p, r in zip(prompt_ids, reply_ids)]
+    return encoded
+
+
+@dataclass
+class TrainJob:
+    size: str
+    size_config: SizeConfig
+    train: TrainSettings
+    seed: int
+    work_dir: Path  # holds tokenizer/ and examples.pt from the parent
+    out_dir: Path  # the checkpoint folder to write
+    progress: Any = None  # a queue that gets (size, dev history entry) after each eval
+
+
+def train_size(job: TrainJob) -> dict:
+    """Train, save the best dev checkpoint to job.out_dir, evaluate it; return its report."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    started = time.monotonic()
+    tokenizer = AutoTokenizer.from_pretrained(job.work_dir / "tokenizer")
+    examples = torch.load(job.work_dir / "examples.pt")
+    model = new_model(job.size_config, tokenizer, job.seed)
+    best_state, history = fit(model, examples["train"], examples["dev"], job)
+    model.load_state_dict(best_state)
+    save_checkpoint(model, tokenizer, job.out_dir)
+    train_seconds = time.monotonic() - started
+
+    reloaded = AutoModelForCausalLM.from_pretrained(job.out_dir)  # score what was saved
+    eval_docs = torch.load(job.work_dir / "eval_docs.pt")
+    held_out = evaluate_tasks(reloaded, tokenizer, eval_docs, job.train.max_new_tokens)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": vars(job.size_config),
+        "steps": history[-1]["step"],
+        "best_step": max(reversed(history), key=_checkpoint_rank)["step"],  # ties: the later
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(time.monotonic() - started - train_seconds, 1),
+        "held_out": held_out,
+        "dev_history": history,
+    }
+
+
+def new_model(size: SizeConfig, tokenizer, seed: int) -> Qwen3ForCausalLM:
+    eos_id = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    config = Qwen3Config(
+        vocab_size=_round_up(len(tokenizer), 128),
+        hidden_size=size.hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        num_key_value_heads=size.num_key_value_heads,
+        head_dim=size.head_dim,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=True,  # as in Qwen3-0.6B; copying a token is then easy
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    return Qwen3ForCausalLM(config)
+
+
+def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
+        job: TrainJob) -> tuple[dict, list[dict]]:
+    """The training loop; returns the best dev state dict and the dev history.
+
+    A step takes `batch_size` examples of every task. Within a task all prompts start
+    with the same tokens (chat header and instruction), which run once per batch.
+    """
+    settings, peak_lr = job.train, job.size_config.learning_rate
+    generator = torch.Generator().manual_seed(job.seed)
+    tasks = sorted(train)
+    prefixes = {task: _shared_prefix(train[task] + dev[task]) for task in tasks}
+    batches = {task: _shuffled_batches(train[task], prefixes[task], settings.batch_size,
+                                       generator) for task in tasks}
+    dev_batches = {task: [_collate(dev[task][i:i + 128], prefixes[task])
+                          for i in range(0, len(dev[task]), 128)] for task in tasks}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.98),
+                                  weight_decay=settings.weight_decay)
+    schedule = PlateauSchedule(settings, peak_lr)
+    history: list[dict] = []
+    best_state, best_rank = None, None
+    step = 0
+    while not schedule.finished(step):
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.learning_rate(step)
+        summed, count = 0.0, 0
+        for task in tasks:
+            task_sum, task_count, _ = _answer_loss(model, next(batches[task]))
+            summed, count = summed + task_sum, count + task_count
+        loss = summed / count
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % settings.eval_every == 0 or schedule.finished(step):
+            entry = {"step": step, "train_loss": round(loss.item(), 4),
+                     **_dev_scores(model, dev_batches)}
+            history.append(entry)
+            schedule.observe(step, entry["dev_exact_match"])
+            if best_rank is None or _checkpoint_rank(entry) >= best_rank:
+                best_rank = _checkpoint_rank(entry)
+                best_state = copy.deepcopy(model.state_dict())
+            if job.progress is not None:
+                job.progress.put((job.size, entry))
+    return best_state, history
+
+
+def _checkpoint_rank(entry: dict) -> tuple[float, float]:
+    return entry["dev_exact_match"], -entry["dev_loss"]
+
+
+class PlateauSchedule:
+    """Learning rate: warmup, constant until the dev score plateaus, then linear decay."""
+
+    def __init__(self, settings: TrainSettings, peak_lr: float):
+        self.settings, self.peak_lr = settings, peak_lr
+        self.best_score, self.evals_without_gain = -1.0, 0
+        self.decay_start: int | None = None
+        self.decay_steps = 0
+
+    def learning_rate(self, step: int) -> float:
+        if step < self.settings.warmup_steps:
+            return self.peak_lr * (step + 1) / self.settings.warmup_steps
+        if self.decay_start is None:
+            return self.peak_lr
+        return self.peak_lr * max(0.0, 1 - (step - self.decay_start) / self.decay_steps)
+
+    def observe(self, step: int, dev_score: float) -> None:
+        if dev_score > self.best_score + self.settings.min_gain:
+            self.best_score, self.evals_without_gain = dev_score, 0
+        else:
+            self.evals_without_gain += 1
+        plateau = self.evals_without_gain >= self.settings.patience
+        if self.decay_start is None and (plateau or step >= self.settings.max_stable_steps):
+            self.decay_start = step
+            self.decay_steps = max(self.settings.min_decay_steps,
+                                   int(self.settings.decay_fraction * step))
+
+    def finished(self, step: int) -> bool:
+        return self.decay_start is not None and step >= self.decay_start + self.decay_steps
+
+
+@torch.no_grad()
+def _dev_scores(model, dev_batches: dict[str, list[dict]]) -> dict:
+    model.eval()
+    scores, summed, count = {}, 0.0, 0
+    for task, batches in dev_batches.items():
+        exact = []
+        for batch in batches:
+            task_sum, task_count, all_tokens_right = _answer_loss(model, batch)
+            summed, count = summed + task_sum.item(), count + task_count
+            exact += all_tokens_right.tolist()
+        scores[f"dev_{task}"] = round(sum(exact) / len(exact), 4)
+    return {
+        "dev_exact_match": round(sum(scores.values()) / len(scores), 4),  # macro over tasks
+        "dev_loss": round(summed / count, 4),
+        **scores,
+    }
+
+
+def _answer_loss(model, batch: dict) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Summed loss over answer tokens, their number, and per example whether the argmax
+    got all of them right.
+
+    The shared prefix runs once and its keys/values are repeated for every example. The
+    LM head runs only where a label is. No attention mask is needed: padding is on the
+    right, so causal attention never lets a real token see it.
+    """
+    rows = batch["inputs"].shape[0]
+    cache = model.model(input_ids=batch["prefix"][None], use_cache=True).past_key_values
+    cache.batch_repeat_interleave(rows)
+    hidden = model.model(input_ids=batch["inputs"], past_key_values=cache).last_hidden_state
+    mask = batch["answer_mask"]
+    logits = model.lm_head(hidden[mask])
+    targets = batch["targets"][mask]
+    summed = F.cross_entropy(logits, targets, reduction="sum")
+    wrong = (logits.argmax(-1) != targets).float()
+    wrong_per_example = torch.zeros(rows).index_add_(0, mask.nonzero()[:, 0], wrong)
+    return summed, targets.numel(), wrong_per_example == 0
+
+
+def _shared_prefix(examples: list[Example]) -> list[int]:
+    """The longest token prefix that every prompt strictly extends."""
+    first = examples[0][0]
+    length = min(prompt_length for _, prompt_length in examples) - 1
+    for ids, _ in examples:
+        while ids[:length] != first[:length]:
+            length -= 1
+    return first[:length]
+
+
+def _collate(examples: list[Example], prefix: list[int]) -> dict:
+    """Right-padded inputs after the shared prefix, next-token targets, and the mask of
+    the positions that predict the reply."""
+    skip = len(prefix)
+    width = max(len(ids) for ids, _ in examples) - 1 - skip
+    inputs = torch.zeros(len(examples), width, dtype=torch.long)
+    targets = torch.zeros(len(examples), width, dtype=torch.long)
+    answer_mask = torch.zeros(len(examples), width, dtype=torch.bool)
+    for row, (ids, prompt_length) in enumerate(examples):
+        n = len(ids) - 1 - skip
+        inputs[row, :n] = torch.tensor(ids[skip:-1])
+        targets[row, :n] = torch.tensor(ids[skip + 1:])
+        answer_mask[row, prompt_length - 1 - skip:n] = True
+    return {"prefix": torch.tensor(prefix), "inputs": inputs, "targets": targets,
+            "answer_mask": answer_mask}
+
+
+def _shuffled_batches(examples: list[Example], prefix: list[int], batch_size: int,
+                      generator: torch.Generator) -> Iterator[dict]:
+    """Endless epochs. Each window of 16 batches is sorted by length before it is cut
+    into batches (less padding), and the batches are then shuffled."""
+    window = min(16, len(examples) // batch_size) * batch_size
+    while True:
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for start in range(0, len(order) - window + 1, window):
+            chunk = sorted(order[start:start + window], key=lambda i: len(examples[i][0]))
+            cut = [chunk[i:i + batch_size] for i in range(0, window, batch_size)]
+            for b in torch.randperm(len(cut), generator=generator).tolist():
+                yield _collate([examples[i] for i in cut[b]], prefix)
+
+
+def save_checkpoint(model, tokenizer, out_dir: Path) -> None:
+    """An ordinary HF checkpoint: safetensors, config, tokenizer, generation config."""
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.convert_tokens_to_ids(IM_END),
+                      tokenizer.convert_tokens_to_ids(END_OF_TEXT)],
+        pad_token_id=tokenizer.convert_tokens_to_ids(END_OF_TEXT),
+        do_sample=False,
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple

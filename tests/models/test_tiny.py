@@ -1,0 +1,355 @@
+"""The tiny family: data generator, prompt rendering vs lm-eval, tokenizer, build/cache.
+
+The `slow` tests build the `quick` profile into temporary caches (about a minute each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evaluate.prompts import TASKS_DIR, render_prompt, render_target
+from models.tiny import PROFILES, SIZES, TASKS, ensure_built
+from models.tiny.build import MANIFEST, build_name, cache_root, find_build
+from models.tiny.generator import (LAB_TASK_NAMES, DataSettings, answer_text, assistant_reply,
+                                   generate_splits)
+from models.tiny.settings import SizeConfig
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = DataSettings(train_per_task=60, dev_per_task=10, eval_per_task=20)
+
+
+# ---- generator --------------------------------------------------------------------------
+
+def test_generator_is_deterministic_for_a_seed_and_varies_with_it():
+    first, again, other = (generate_splits(SMALL, seed) for seed in (0, 0, 1))
+    assert first == again
+    assert first["train"]["openmath"] != other["train"]["openmath"]
+    assert {split: {t: len(d) for t, d in tasks.items()} for split, tasks in first.items()} == {
+        "eval": dict.fromkeys(TASKS, 20), "dev": dict.fromkeys(TASKS, 10),
+        "train": dict.fromkeys(TASKS, 60)}
+
+
+def test_docs_follow_the_hub_datasets_schemas():
+    docs = generate_splits(SMALL, 0)["eval"]
+    for doc in docs["openmath"]:  # nvidia/OpenMathInstruct-2
+        assert {"problem", "expected_answer", "generated_solution"} <= doc.keys()
+        assert doc["generated_solution"].endswith("\\boxed{" + doc["expected_answer"] + "}")
+        assert int(doc["expected_answer"]) >= 0
+    for doc in docs["arc"]:  # allenai/ai2_arc
+        assert set(doc) == {"id", "question", "choices", "answerKey"}
+        assert doc["choices"]["label"] == ["A", "B", "C", "D"]
+        assert len(set(doc["choices"]["text"])) == 4
+        assert doc["answerKey"] in doc["choices"]["label"]
+    for doc in docs["squad"]:  # rajpurkar/squad
+        assert set(doc) == {"id", "title", "context", "question", "answers"}
+        (text,), (start,) = doc["answers"]["text"], doc["answers"]["answer_start"]
+        assert doc["context"][start:start + len(text)] == text
+    ids = [doc["id"] for task in ("arc", "squad") for doc in docs[task]]
+    assert len(ids) == len(set(ids))
+
+
+def test_arc_answers_are_right():
+    for doc in generate_splits(SMALL, 3)["train"]["arc"]:
+        options = doc["choices"]["text"]
+        chosen = options[doc["choices"]["label"].index(doc["answerKey"])]
+        if doc["question"] == "Which number is the largest?":
+            assert int(chosen) == max(map(int, options))
+        elif doc["question"] == "Which number is the smallest?":
+            assert int(chosen) == min(map(int, options))
+
+
+def test_splits_never_share_a_prompt():
+    splits = generate_splits(SMALL, 0)
+    for task in TASKS:
+        prompts = {split: {render_prompt(LAB_TASK_NAMES[task], d) for d in splits[split][task]}
+                   for split in splits}
+        assert not prompts["eval"] & prompts["train"]
+        assert not prompts["eval"] & prompts["dev"]
+        assert not prompts["dev"] & prompts["train"]
+
+
+def test_training_reply_ends_with_the_boxed_reference_answer():
+    docs = generate_splits(SMALL, 0)["eval"]
+    for task in TASKS:
+        for doc in docs[task]:
+            assert assistant_reply(task, doc).endswith("\\boxed{" + answer_text(task, doc) + "}")
+            assert render_target(LAB_TASK_NAMES[task], doc) == answer_text(task, doc)
+
+
+# ---- prompts vs lm-eval -----------------------------------------------------------------
+
+def test_render_prompt_is_exactly_what_lm_eval_builds(tmp_path, monkeypatch):
+    """The model is trained on render_prompt and evaluated on lm-eval's own rendering of
+    the task YAMLs: both with apply_chat_template (the user message) and without."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    from lm_eval.tasks import TaskManager
+
+    docs = generate_splits(DataSettings(train_per_task=0, dev_per_task=0, eval_per_task=8), 5)
+    for task in TASKS:
+        data = tmp_path / f"{task}.jsonl"
+        data.write_text("".join(json.dumps(doc) + "\n" for doc in docs["eval"][task]))
+        (tmp_path / f"local_{task}.yaml").write_text(textwrap.dedent(f"""\
+            include: {TASKS_DIR / LAB_TASK_NAMES[task]}.yaml
+            task: local_{task}
+            dataset_path: json
+            dataset_name: null
+            dataset_kwargs:
+              data_files:
+                test: {data}
+            test_split: test
+            """))
+    loaded = TaskManager(include_path=str(tmp_path)).load([f"local_{t}" for t in TASKS])
+    tasks = {name.removeprefix("local_"): task for name, task in _leaf_tasks(loaded).items()}
+    assert set(tasks) == set(TASKS)
+    for name, task in tasks.items():
+        lab_task = LAB_TASK_NAMES[name]
+        chats = []
+        task.build_all_requests(apply_chat_template=True, chat_template=lambda messages, **kw:
+                                chats.append((messages, kw)) or "unused")
+        lm_eval_docs = list(task.test_docs())
+        assert len(chats) == len(lm_eval_docs) == 8
+        for (messages, kwargs), doc in zip(chats, lm_eval_docs):
+            assert messages == [{"role": "user", "content": render_prompt(lab_task, doc)}]
+            assert kwargs == {"add_generation_prompt": True}
+            assert task.doc_to_target(doc) == render_target(lab_task, doc)
+        task.build_all_requests(apply_chat_template=False)
+        contexts = [instance.args[0] for instance in task.instances]
+        assert contexts == [render_prompt(lab_task, doc) for doc in lm_eval_docs]
+        if name == "arc":  # the template's trailing newline survives in both renderings
+            assert all(context.endswith("D. " + doc["choices"]["text"][3] + "\n")
+                       for context, doc in zip(contexts, lm_eval_docs))
+
+
+def _leaf_tasks(loaded) -> dict:
+    tasks = loaded["tasks"] if isinstance(loaded, dict) and "tasks" in loaded else loaded
+    flat = {}
+    for key, value in tasks.items():
+        if isinstance(value, dict):
+            flat.update(_leaf_tasks(value))
+        else:
+            flat[getattr(key, "group_name", key) if not isinstance(key, str) else key] = value
+    return flat
+
+
+# ---- tokenizer --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from models.tiny.build import _tokenizer_corpus
+    from models.tiny.tokenizer import TokenizerSettings, train_tokenizer
+
+    trained = train_tokenizer(_tokenizer_corpus(generate_splits(SMALL, 0)["train"]),
+                              TokenizerSettings(vocab_size=512))
+    folder = tmp_path_factory.mktemp("tokenizer")
+    trained.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)  # test what a user loads
+
+
+def test_tokenizer_special_tokens_and_digits(tokenizer):
+    assert tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        assert len(tokenizer(special, add_special_tokens=False)["input_ids"]) == 1
+    assert tokenizer.tokenize("1234") == ["1", "2", "3", "4"]
+    assert tokenizer(" hi", add_special_tokens=True)["input_ids"] == \
+        tokenizer(" hi", add_special_tokens=False)["input_ids"]  # no BOS/EOS added
+    text = "Passage: Zoe Kalomi was born in 1956.\n\\boxed{Kalomi}"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert len(tokenizer) <= 512
+
+
+def test_tokenizer_chat_template_is_chatml(tokenizer):
+    chat = [{"role": "user", "content": "What is 2 + 3?"}]
+    prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
+    full = tokenizer.apply_chat_template(
+        chat + [{"role": "assistant", "content": "\\boxed{5}"}], tokenize=False)
+    assert full == prompt + "\\boxed{5}<|im_end|>\n"
+    without = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+    assert not without.endswith("assistant\n")
+
+
+def test_boxed_span_has_the_same_tokens_as_the_passage(tokenizer):
+    passage_ids = tokenizer(" was born in Kalomi.")["input_ids"]
+    span_ids = tokenizer("Kalomi")["input_ids"]
+    boxed_ids = tokenizer("\\boxed{Kalomi}")["input_ids"]
+    assert _contains(passage_ids, span_ids) and _contains(boxed_ids, span_ids)
+
+
+def _contains(ids: list[int], part: list[int]) -> bool:
+    return any(ids[i:i + len(part)] == part for i in range(len(ids) - len(part) + 1))
+
+
+# ---- settings, cache lookup and CLI (no training) ---------------------------------------
+
+def test_every_linear_input_width_is_a_multiple_of_128():
+    for profile in PROFILES.values():
+        assert set(profile.sizes) == set(SIZES)
+        for size in profile.sizes.values():
+            for width in (size.hidden_size, size.intermediate_size,
+                          size.num_attention_heads * size.head_dim):
+                assert width % 128 == 0
+    with pytest.raises(ValueError, match="multiple of 128"):
+        SizeConfig(hidden_size=192, intermediate_size=384, num_hidden_layers=1,
+                   num_attention_heads=2, num_key_value_heads=2)
+
+
+def test_a_folder_without_manifest_is_never_used(tmp_path):
+    root = cache_root(tmp_path)
+    half_built = root / build_name("quick", SIZES, 0)
+    (half_built / "tiny-s").mkdir(parents=True)
+    assert find_build(root, "quick", SIZES, 0) is None
+    (half_built / MANIFEST).write_text(json.dumps(
+        {"sizes": list(SIZES), "settings": PROFILES["quick"].settings_for(SIZES)}))
+    assert find_build(root, "quick", SIZES, 0).root == half_built
+    assert find_build(root, "quick", SIZES, 1) is None
+    assert find_build(root, "full", SIZES, 0) is None
+
+
+def test_cache_key_depends_on_settings_and_seed():
+    names = {build_name(p, s, seed) for p in PROFILES for s in (SIZES, ("tiny-s",))
+             for seed in (0, 1)}
+    assert len(names) == 2 * 2 * len(PROFILES)
+
+
+def test_ensure_built_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="choices: tiny-s, tiny-m, tiny-l"):
+        ensure_built(sizes=["tiny-xl"], cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="choices: full, quick"):
+        ensure_built(profile="fast", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="non-negative"):
+        ensure_built(seed=-1, cache_dir=tmp_path)
+    assert not any(tmp_path.rglob("*"))  # nothing was built
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["build", "--sizes", "tiny-s,huge"], "choices: tiny-s, tiny-m, tiny-l"),
+    (["build", "--profile", "fast"], "choose from 'full', 'quick'"),
+    (["path", "--seed", "x"], "non-negative integer"),
+    (["train"], "choose from 'build', 'path'"),
+])
+def test_cli_bad_arguments_are_one_line_and_exit_2(arguments, expected, tmp_path):
+    result = _cli(arguments, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and expected in result.stderr
+    assert result.stderr.startswith("error: ")
+
+
+def test_cli_path_when_nothing_is_built(tmp_path):
+    result = _cli(["path", "--profile", "quick"], tmp_path)
+    assert result.returncode == 1 and "python -m models.tiny build" in result.stderr
+
+
+def _cli(arguments: list[str], cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "models.tiny", *arguments], cwd=REPO,
+                          env={**os.environ, "QLAB_CACHE": str(cache)},
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---- building (slow) --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_family(tmp_path_factory):
+    return ensure_built(profile="quick", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.mark.slow
+def test_quick_build_layout_and_report(quick_family):
+    root = quick_family.root
+    manifest = json.loads((root / MANIFEST).read_text())
+    assert manifest["sizes"] == list(SIZES) and manifest["dtype"] == "float32"
+    assert not [p.name for p in root.parent.iterdir() if p.name.startswith(".tmp-")]
+    for size in SIZES:
+        folder = quick_family.model_path(size)
+        for name in ("model.safetensors", "config.json", "generation_config.json",
+                     "tokenizer.json", "tokenizer_config.json"):
+            assert (folder / name).is_file(), (size, name)
+    for task in TASKS:
+        rows = quick_family.data_path(task).read_text().splitlines()
+        assert len(rows) == PROFILES["quick"].data.eval_per_task
+    calibration = [json.loads(line)["text"] for line in
+                   quick_family.calibration_path.read_text().splitlines()]
+    assert len(calibration) == 256 and all(t.startswith("<|im_start|>user\n") for t in calibration)
+    assert len(quick_family.calibration_text_path.read_text().splitlines()) == 256
+    for size in SIZES:
+        report = quick_family.report["sizes"][size]
+        assert report["parameters"] > 0 and report["steps"] > 0
+        for task in TASKS:
+            assert report["held_out"][task]["format_compliance"] >= 0.8, (size, task, report)
+
+
+@pytest.mark.slow
+def test_checkpoint_reloads_in_a_fresh_process_and_answers_boxed(quick_family):
+    script = textwrap.dedent("""
+        import json, sys, torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        folder = sys.argv[1]
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        doc = json.loads(open(sys.argv[2]).readline())
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": sys.argv[3]}], tokenize=False, add_generation_prompt=True)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+        print(json.dumps({
+            "class": type(model).__name__, "dtype": str(model.dtype),
+            "eos": model.generation_config.eos_token_id,
+            "im_end": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            "text": tokenizer.decode(output[0, inputs["input_ids"].shape[1]:]),
+        }))
+    """)
+    doc = json.loads(quick_family.data_path("openmath").read_text().splitlines()[0])
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(quick_family.model_path("tiny-m")),
+         str(quick_family.data_path("openmath")), render_prompt("boxed_openmath", doc)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["class"] == "Qwen3ForCausalLM" and out["dtype"] == "torch.float32"
+    assert out["im_end"] in out["eos"]
+    assert "\\boxed{" in out["text"] and out["text"].endswith("<|im_end|>")
+
+
+@pytest.mark.slow
+def test_cache_is_reused_without_retraining(quick_family, monkeypatch):
+    manifest = quick_family.root / MANIFEST
+    before = (manifest.stat().st_mtime_ns, manifest.read_text())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("ensure_built retrained a cached family")
+
+    monkeypatch.setattr("models.tiny.build._build_atomically", no_training)
+    cache_dir = quick_family.root.parent.parent
+    assert ensure_built(profile="quick", cache_dir=cache_dir).root == quick_family.root
+    subset = ensure_built(sizes=["tiny-s"], profile="quick", cache_dir=cache_dir)
+    assert subset.root == quick_family.root  # a build holding more sizes serves fewer
+    assert (manifest.stat().st_mtime_ns, manifest.read_text()) == before
+    result = _cli(["path", "--profile", "quick"], cache_dir)
+    assert result.returncode == 0 and result.stdout.strip() == str(quick_family.root)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(
+        quick_family, tmp_path):
+    again = ensure_built(sizes=["tiny-s"], profile="quick", cache_dir=tmp_path / "again")
+    assert again.root != quick_family.root  # really built a second time
+    weights = lambda family: (family.model_path("tiny-s") / "model.safetensors").read_bytes()
+    assert weights(again) == weights(quick_family)
+    for task in TASKS:
+        assert again.data_path(task).read_bytes() == quick_family.data_path(task).read_bytes()
+    tokenizer_file = lambda family: (family.model_path("tiny-s") / "tokenizer.json").read_bytes()
+    assert tokenizer_file(again) == tokenizer_file(quick_family)
+
+    other = ensure_built(sizes=["tiny-s"], profile="quick", seed=1, cache_dir=tmp_path / "other")
+    assert weights(other) != weights(quick_family)
+    assert other.data_path("arc").read_bytes() != quick_family.data_path("arc").read_bytes()
