@@ -148,7 +148,8 @@ def test_weights_are_really_quantized(artifacts, inspected, variant):
     method = variant.split("-")[0]
     for model, folder in each(artifacts, variant):
         layers = inspected[str(folder)]["layers"]
-        assert len(layers) >= 7 * 2, f"{model}: expected every decoder linear layer, got {sorted(layers)}"
+        decoder_layers = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
+        assert len(layers) == 7 * decoder_layers, f"{model}: expected every decoder linear layer, got {sorted(layers)}"
         for name, layer in layers.items():
             assert layer["kind"] == expected_kind.get(method, "Linear"), (model, name, layer)
             if method in expected_dtype:  # the packed storage dtype, as loaded
@@ -156,7 +157,8 @@ def test_weights_are_really_quantized(artifacts, inspected, variant):
             if method != "bnb_int8":  # int8 storage bounds it to 256 levels by construction
                 assert 1 < layer["levels"] <= 2**bits, (model, name, layer)
     baseline = next(folder for (m, v), folder in artifacts.items() if v == "none")
-    assert max(layer["levels"] for layer in inspected[str(baseline)]["layers"].values()) > 256
+    # float weights: nearly every value of a row is distinct (every model here has rows of >= 128 values)
+    assert max(layer["levels"] for layer in inspected[str(baseline)]["layers"].values()) > 100
 
 
 def linear_parameters(folder: Path) -> tuple[int, int]:
