@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from configs.compose import compose, compose_dict, group_choices
 from configs.errors import ConfigError
@@ -60,6 +61,13 @@ def main(argv: list[str]) -> int:
             print(OmegaConf.to_yaml(compose_dict(COMMANDS[command], [a for a in args if a != "--cfg"])))
             return 0
         job = compose(COMMANDS[command], args)
+        if command == "run":  # an artifact loads in the environment it was made in (its manifest says which)
+            from models.artifact import read_manifest
+            from quantize.backends import dispatch, manifest_environment, needs_dispatch
+
+            environment = manifest_environment(read_manifest(Path(job.artifact)))
+            if needs_dispatch(environment):
+                return dispatch(environment, "evaluate", argv, f"artifact={job.artifact} loads in the '{environment}' environment")
         if command == "sweep":
             from evaluate.sweep import run_sweep
 

@@ -9,6 +9,7 @@ launcher wraps, because each cell is a plain function call, not a Hydra multirun
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,8 +52,13 @@ def _launch_submitit(cfg: EvalSweepConfig, cells: list) -> None:
 
 
 def _run_cell_job(cfg: EvalSweepConfig, cell) -> dict:
-    """One cell inside a submitit job; its log also goes to the cell's log file."""
-    from evaluate.sweep import log_path, run_cell
+    """One cell inside a submitit job; its log also goes to the cell's log file. A cell
+    whose method runs in another environment runs there, as a subprocess."""
+    from evaluate.sweep import cell_python, cell_status, log_path, run_cell, run_cell_in_subprocess
+
+    if cell_python(cell) != sys.executable:
+        run_cell_in_subprocess(cfg, cell)
+        return cell_status(cfg, cell)
 
     path = log_path(cfg, cell)
     path.parent.mkdir(parents=True, exist_ok=True)

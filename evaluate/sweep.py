@@ -84,7 +84,8 @@ def _validate(cells: list[Cell]) -> None:
     for cell in cells:
         try:
             job = compose("quantize", list(cell.quantize_overrides))
-            build_method(job.method, job.quant, job.model.dtype)
+            method = build_method(job.method, job.quant, job.model.dtype)
+            _python(method)  # its environment must be built
             compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
         except ConfigError as error:
             problems.append(f"  {cell.id}: {error}")
@@ -177,10 +178,24 @@ def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell) -> None:
     log_file = log_path(cfg, cell)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as handle:
-        process = subprocess.run([sys.executable, "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
+        process = subprocess.run([cell_python(cell), "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
                                  stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if process.returncode != 0 and cell_status(cfg, cell)["status"] != "failed":
         _write_status(cfg, cell, status="failed", reason=_exit_reason(process.returncode), log=str(log_file))
+
+
+def cell_python(cell: Cell) -> str:
+    """The interpreter a cell runs with: that of the environment its method runs in."""
+    from quantize.methods.base import build_method
+
+    job = compose("quantize", list(cell.quantize_overrides))
+    return _python(build_method(job.method, job.quant, job.model.dtype))
+
+
+def _python(method) -> str:
+    from quantize.backends import interpreter, needs_dispatch
+
+    return str(interpreter(method.environment, method.runs_in())) if needs_dispatch(method.environment) else sys.executable
 
 
 def run_cell_from_spec(spec_file: Path) -> int:

@@ -58,4 +58,22 @@ def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-LOADERS: dict[str, Callable] = {"transformers": _load_with_transformers, "hqq": _load_with_hqq}
+def _load_with_gptqmodel(folder: Path, dtype: str | None, device: str, **kwargs):
+    """A GPTQModel artifact (GPTQ or AWQ GEMM format): `from_pretrained`, whose GPTQ/AWQ
+    integration runs on gptqmodel, so only in the environment that has it (.venv-gptqmodel)."""
+    from configs.errors import ConfigError
+
+    try:
+        from quantize.gptqmodel_support import import_gptqmodel
+
+        import_gptqmodel()
+    except ImportError:
+        raise ConfigError(f"{folder} is a GPTQModel artifact and loads only where gptqmodel is installed: use "
+                          ".venv-gptqmodel/bin/python (`python -m evaluate run` hands it over; build it with "
+                          "`scripts/setup.sh gptqmodel`)") from None
+    return _load_with_transformers(folder, dtype, device, **kwargs)
+
+
+LOADERS: dict[str, Callable] = {
+    "transformers": _load_with_transformers, "hqq": _load_with_hqq, "gptqmodel": _load_with_gptqmodel,
+}

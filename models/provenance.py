@@ -10,7 +10,7 @@ from pathlib import Path
 
 LIBRARIES = (
     "torch", "transformers", "accelerate", "llmcompressor", "compressed-tensors", "hqq",
-    "bitsandbytes", "lm_eval", "datasets", "hydra-core", "auto-round", "gptqmodel",
+    "bitsandbytes", "lm_eval", "datasets", "hydra-core", "auto-round", "gptqmodel", "optimum",
     "autoawq", "auto-gptq",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent

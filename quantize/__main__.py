@@ -34,8 +34,12 @@ def main(argv: list[str]) -> int:
             print(OmegaConf.to_yaml(compose_dict("quantize", [a for a in argv if a != "--cfg"])))
             return 0
         job = compose("quantize", argv)
-        from quantize.pipeline import quantize_job
+        from quantize.backends import dispatch, needs_dispatch
+        from quantize.pipeline import check, quantize_job
 
+        method, _ = check(job)  # everything is validated here, before handing the run on
+        if needs_dispatch(method.environment):
+            return dispatch(method.environment, "quantize", argv, method.runs_in())
         folder = quantize_job(job)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,16 +1,21 @@
-"""Backend libraries and the environments they live in.
+"""Backend libraries and the environments they live in, and handing a run to another one.
 
 The libraries' pins conflict (GPTQModel needs a newer torch/transformers than
 llm-compressor accepts; AutoAWQ/AutoGPTQ need transformers 4), so each lives in its own
 virtual environment: `.venv` (main) or `.venv-<environment>`, built by
-`scripts/setup.sh <environment>` from `requirements/<environment>.txt`. A method that can
-run on several backends (`method.backend=`) checks here, before any weight is loaded,
-that the chosen backend's environment is the one running, and otherwise says what is
-missing, the command that builds it and the maintained alternative.
+`scripts/setup.sh <environment>` from `requirements/<environment>.txt`. A method declares
+the environment its chosen backend (`method.backend=`) runs in. `python -m quantize` and
+`python -m evaluate run|sweep` validate everything in the environment they were started
+in, then, when the work belongs to another environment, re-run the same command line with
+that environment's interpreter (`dispatch`): a plain subprocess that reads the config and
+paths and writes its artifact or records like any other run. If the environment is not
+built, one line says what is missing, the command that builds it and the alternative.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,9 @@ from pathlib import Path
 from configs.errors import ConfigError, choices_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ALTERNATIVE = "method.backend=llmcompressor (maintained, in the main environment)"
+STAMP = ".requirements.sha256"  # written by scripts/setup.sh when an environment is complete
+DISPATCHED = "QLAB_DISPATCHED_TO"  # set in a re-run child: it must not hand the run on again
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,8 @@ class Backend:
 BACKENDS = {
     "llmcompressor": Backend("llmcompressor", "main", "llm-compressor (maintained)"),
     "gptqmodel": Backend("gptqmodel", "gptqmodel", "GPTQModel (maintained successor of AutoGPTQ/AutoAWQ)"),
-    "autoawq": Backend("autoawq", "legacy", "AutoAWQ (archived; the origin pipeline's library)"),
-    "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ (unmaintained; does not import under transformers 5)"),
+    "autoawq": Backend("autoawq", "legacy", "AutoAWQ (archived upstream, which points to llm-compressor; the origin pipeline's library)"),
+    "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ (unmaintained; 0.7.1 does not import under transformers 5: no `no_init_weights`)"),
 }
 
 
@@ -39,38 +47,74 @@ def venv_dir(environment: str) -> Path:
     return REPO_ROOT / (".venv" if environment == "main" else f".venv-{environment}")
 
 
-def running_environment() -> str | None:
-    """The lab environment this interpreter belongs to (None: not one of the lab's venvs)."""
+def running_environment() -> str:
+    """The lab environment this interpreter belongs to (an interpreter outside the lab's
+    venvs counts as main: it is how the main environment is used without .venv)."""
     prefix = Path(sys.prefix).resolve()
-    if prefix == venv_dir("main").resolve():
-        return "main"
-    if prefix.parent == REPO_ROOT and prefix.name.startswith(".venv-"):
+    if prefix.parent == REPO_ROOT.resolve() and prefix.name.startswith(".venv-"):
         return prefix.name[len(".venv-"):]
-    return None
+    return "main"
 
 
 def check_backend(method: str, backend: str, allowed: tuple[str, ...], implemented: tuple[str, ...]) -> Backend:
     """The `Backend` for `method.backend=<backend>`, or one clear ConfigError line.
 
-    `implemented`: the backends the method can run from this code (the others are declared
-    so that choosing them says where they live instead of "unknown value").
+    `implemented`: the backends the lab can run (from whichever environment: a run is
+    handed to the backend's environment by `dispatch`). The others are declared so that
+    choosing them says where they live instead of "unknown value".
     """
     if backend not in allowed:
         raise choices_error("method.backend", backend, allowed)
     chosen = BACKENDS[backend]
-    here = running_environment()
-    if backend in implemented and chosen.environment == (here or "main"):  # outside the lab's venvs: main
+    if backend in implemented:
         return chosen
-    venv = venv_dir(chosen.environment)
-    alternative = "method.backend=llmcompressor (maintained, in the main environment)"
-    if not (venv / "bin" / "python").exists():
-        raise ConfigError(
-            f"method={method} method.backend={backend} uses {chosen.library}, which runs in the "
-            f"'{chosen.environment}' environment; it is not built here ({venv.name} is missing): "
-            f"run `scripts/setup.sh {chosen.environment}`, or use {alternative}"
-        )
-    raise ConfigError(
-        f"method={method} method.backend={backend} uses {chosen.library} in the '{chosen.environment}' "
-        f"environment ({venv.name}), and running it from the '{here or 'current'}' environment is not wired "
-        f"yet: run `{venv.name}/bin/python -m quantize ...`, or use {alternative}"
+    what = f"method={method} method.backend={backend} uses {chosen.library}, which runs in the '{chosen.environment}' environment"
+    if not is_built(chosen.environment):
+        raise missing_environment(what, chosen.environment)
+    raise ConfigError(f"{what} ({venv_dir(chosen.environment).name}); the lab's code path for it is not written: use {ALTERNATIVE}")
+
+
+def environment_python(environment: str) -> Path:
+    return venv_dir(environment) / "bin" / "python"
+
+
+def is_built(environment: str) -> bool:
+    """scripts/setup.sh writes the stamp last: a venv whose install did not finish is not built."""
+    venv = venv_dir(environment)
+    return environment_python(environment).exists() and (environment == "main" or (venv / STAMP).is_file())
+
+
+def missing_environment(what: str, environment: str) -> ConfigError:
+    return ConfigError(
+        f"{what}; it is not built here ({venv_dir(environment).name} is missing or its install did not finish): "
+        f"run `scripts/setup.sh {environment}`, or use {ALTERNATIVE}"
     )
+
+
+def needs_dispatch(environment: str) -> bool:
+    """Whether work for `environment` must be handed to that environment's interpreter."""
+    return environment != running_environment()
+
+
+def interpreter(environment: str, what: str) -> Path:
+    """The python of `environment`, or a ConfigError naming what is missing and how to build it."""
+    python = environment_python(environment)
+    if not is_built(environment):
+        raise missing_environment(what, environment)
+    if os.environ.get(DISPATCHED) == environment:  # the child is not where it was sent: never loop
+        raise ConfigError(f"{what}: {python} was started for it but does not run as the '{environment}' environment")
+    return python
+
+
+def dispatch(environment: str, module: str, argv: list[str], what: str) -> int:
+    """Re-run `python -m <module> <argv>` with `environment`'s interpreter (same cwd, same
+    output streams); returns its exit code."""
+    python = interpreter(environment, what)
+    print(f"{what}: running it with {python}", file=sys.stderr, flush=True)
+    env = {**os.environ, DISPATCHED: environment}
+    return subprocess.run([str(python), "-m", module, *argv], env=env, check=False).returncode
+
+
+def manifest_environment(manifest: dict | None) -> str:
+    """The environment an artifact was made in (and loads in)."""
+    return ((manifest or {}).get("method") or {}).get("environment") or "main"

@@ -19,6 +19,7 @@ from models.artifact import fingerprint, publish, read_manifest, staging_folder
 from models.loading import pick_device
 from models.provenance import provenance
 from models.sources import model_identity, resolve_model_dir
+from quantize.backends import interpreter, needs_dispatch, running_environment
 from quantize.methods.base import QuantMethod, build_method
 
 log = logging.getLogger("quantize")
@@ -36,8 +37,9 @@ class PlannedArtifact:
     calibration: Optional[object]  # a calibration.CalibrationSet when the method needs data
 
 
-def plan(job: QuantizeJobConfig) -> PlannedArtifact:
-    """Validate the job against the method and the model's config; load no weights."""
+def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
+    """Validate the job against the method and the model's config.json; load no weights.
+    Runs in any lab environment (`python -m quantize` checks before handing a run on)."""
     from transformers import AutoConfig
 
     method = build_method(job.method, job.quant, job.model.dtype)
@@ -46,6 +48,16 @@ def plan(job: QuantizeJobConfig) -> PlannedArtifact:
         raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
     source_dir = resolve_model_dir(job.model)
     method.check_model(AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code))
+    return method, source_dir
+
+
+def plan(job: QuantizeJobConfig) -> PlannedArtifact:
+    """Validate the job, in the environment its method runs in; load no weights."""
+    method, source_dir = check(job)
+    if needs_dispatch(method.environment):
+        python = interpreter(method.environment, method.runs_in())  # missing: says how to build it
+        raise ConfigError(f"{method.runs_in()}, not in '{running_environment()}': run it with `python -m quantize ...` "
+                          f"(which hands it over) or `{python} -m quantize ...`")
     identity = model_identity(job.model, source_dir)
     calibration = _calibration(job, method, source_dir)
     key = fingerprint(

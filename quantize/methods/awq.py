@@ -26,9 +26,13 @@ class AWQ(QuantMethod):
     `from_pretrained`. Settings: quant.bits (4, 8), quant.group_size (32, 64, 128, -1),
     quant.symmetric (AWQ's usual is asymmetric: the YAML sets false); method.duo_scaling
     (use weight as well as activation magnitudes in the scale search), method.n_grid (grid
-    points of that search), method.backend (llmcompressor; gptqmodel and autoawq live in
-    other environments). On a machine without an accelerator, llm-compressor's pinning of
-    cached activations is skipped (see `cpu_safe_intermediates_cache`).
+    points of that search), method.backend: llmcompressor (main environment); gptqmodel
+    (GPTQModel's AWQ in its own environment, `.venv-gptqmodel`: `python -m quantize` hands
+    the run to it; 4-bit GEMM format, packed int32, reloaded with the `gptqmodel` loader;
+    its scale search always uses duo scaling and a 20-point grid, so those settings must
+    stay at their defaults); autoawq (declared only: the legacy environment's code path is
+    not written). On a machine without an accelerator, llm-compressor's pinning of cached
+    activations is skipped (see `cpu_safe_intermediates_cache`).
     """
 
     name = "awq"
@@ -49,12 +53,34 @@ class AWQ(QuantMethod):
 
     def validate(self) -> None:
         super().validate()
-        self.environment = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor",)).environment
+        self.backend = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor", "gptqmodel"))
+        self.environment = self.backend.environment
+        if self.backend.name == "gptqmodel":
+            self.artifact_format, self.loader = "awq-gemm", "gptqmodel"
+            if self.quant.bits != 4:
+                raise ConfigError(f"quant.bits={self.quant.bits} is not supported by method=awq method.backend=gptqmodel "
+                                  "(GPTQModel's AWQ GEMM format is 4-bit); choices: 4")
+            if (self.options.duo_scaling, self.options.n_grid) != (True, 20):
+                raise ConfigError("method.duo_scaling and method.n_grid are llm-compressor settings: GPTQModel's AWQ "
+                                  "always uses duo scaling and a 20-point grid; leave them at true and 20")
 
     def label(self) -> str:
-        return super().label() + ("" if self.quant.symmetric else "-asym")
+        label = super().label() + ("" if self.quant.symmetric else "-asym")
+        return label + ("-gptqmodel" if self.backend.name == "gptqmodel" else "")
+
+    def load(self, source_dir, device="auto"):
+        if self.backend.name != "gptqmodel":
+            return super().load(source_dir, device)
+        from models.loading import pick_device
+        from quantize import gptqmodel_support
+
+        return gptqmodel_support.load(source_dir, gptqmodel_support.awq_config(self.quant), self.dtype, pick_device(device))
 
     def quantize(self, model, tokenizer, calibration):
+        if self.backend.name == "gptqmodel":
+            from quantize import gptqmodel_support
+
+            return gptqmodel_support.quantize(model, calibration)
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform import AWQModifier
 
@@ -66,4 +92,8 @@ class AWQ(QuantMethod):
             return run_calibrated_oneshot(model, recipe, calibration)
 
     def save(self, model, tokenizer, folder):
+        if self.backend.name == "gptqmodel":
+            from quantize import gptqmodel_support
+
+            return gptqmodel_support.save(model, tokenizer, folder)
         save_compressed(model, tokenizer, folder)

@@ -101,6 +101,12 @@ class QuantMethod:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
+    def runs_in(self) -> str:
+        """What runs where, for messages about environments."""
+        backend = getattr(self, "backend", None)  # a Backend, for methods with method.backend
+        uses = f" method.backend={backend.name} uses {backend.library}, which" if backend else ""
+        return f"method={self.name}{uses} runs in the '{self.environment}' environment"
+
     def describe(self) -> dict:
         """What goes into the manifest about the method."""
         return {

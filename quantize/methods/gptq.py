@@ -23,8 +23,12 @@ class GPTQ(QuantMethod):
     -1 = per channel), quant.symmetric; method.actorder (static: columns quantized in order
     of decreasing activation size, then stored in the original order; none: in place order),
     method.dampening_frac (added to the Hessian diagonal, as a fraction of its mean),
-    method.backend (llmcompressor; gptqmodel and auto-gptq live in other environments).
-    `lm_head` stays in full precision.
+    method.backend: llmcompressor (main environment); gptqmodel (GPTQModel in its own
+    environment, `.venv-gptqmodel`: `python -m quantize` hands the run to it; actorder
+    static/none map to its desc_act true/false, dampening_frac to damp_percent; artifact in
+    GPTQ format, packed int32, reloaded with the `gptqmodel` loader); auto-gptq (declared
+    only: the legacy environment's code path is not written). `lm_head` stays in full
+    precision.
     """
 
     name = "gptq"
@@ -47,12 +51,30 @@ class GPTQ(QuantMethod):
 
     def validate(self) -> None:
         super().validate()
-        self.environment = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor",)).environment
+        self.backend = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor", "gptqmodel"))
+        self.environment = self.backend.environment
+        if self.backend.name == "gptqmodel":
+            self.artifact_format, self.loader = "gptq", "gptqmodel"
 
     def label(self) -> str:
-        return super().label() + ("" if self.options.actorder == "static" else f"-ao{self.options.actorder}")
+        label = super().label() + ("" if self.options.actorder == "static" else f"-ao{self.options.actorder}")
+        return label + ("-gptqmodel" if self.backend.name == "gptqmodel" else "")
+
+    def load(self, source_dir, device="auto"):
+        if self.backend.name != "gptqmodel":
+            return super().load(source_dir, device)
+        from models.loading import pick_device
+        from quantize import gptqmodel_support
+
+        config = gptqmodel_support.gptq_config(self.quant, desc_act=self.options.actorder == "static",
+                                               damp_percent=self.options.dampening_frac)
+        return gptqmodel_support.load(source_dir, config, self.dtype, pick_device(device))
 
     def quantize(self, model, tokenizer, calibration):
+        if self.backend.name == "gptqmodel":
+            from quantize import gptqmodel_support
+
+            return gptqmodel_support.quantize(model, calibration)
         from llmcompressor.modifiers.gptq import GPTQModifier
 
         recipe = GPTQModifier(
@@ -67,4 +89,8 @@ class GPTQ(QuantMethod):
         return None if self.options.actorder == "none" else self.options.actorder
 
     def save(self, model, tokenizer, folder):
+        if self.backend.name == "gptqmodel":
+            from quantize import gptqmodel_support
+
+            return gptqmodel_support.save(model, tokenizer, folder)
         save_compressed(model, tokenizer, folder)

@@ -10,7 +10,7 @@ import pytest
 
 from configs.compose import compose
 from configs.errors import ConfigError
-from quantize.backends import BACKENDS, venv_dir
+from quantize.backends import BACKENDS, is_built, venv_dir
 from quantize.pipeline import plan
 from tests.conftest import run_cli
 
@@ -81,8 +81,8 @@ def test_group_size_must_divide_the_model_dims(tmp_path, method):
      ("awq", "autoawq", "legacy"), ("gptq", "auto-gptq", "legacy")],
 )
 def test_backend_in_another_environment_says_what_is_missing_and_the_alternative(model_dir, method, backend, environment):
-    if (venv_dir(environment) / "bin" / "python").exists():
-        pytest.skip(f"{venv_dir(environment)} exists on this machine")
+    if is_built(environment):
+        pytest.skip(f"{venv_dir(environment)} is built on this machine (tests/quantize/test_backends_gptqmodel.py covers the message)")
     with pytest.raises(ConfigError) as error:
         plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
     message = str(error.value)
@@ -93,11 +93,15 @@ def test_backend_in_another_environment_says_what_is_missing_and_the_alternative
     assert "method.backend=llmcompressor" in message
 
 
-def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir):
-    result = run_cli("quantize", "method=gptq", f"model={model_dir}", "method.backend=gptqmodel")
+@pytest.mark.parametrize("method, backend", [("gptq", "gptqmodel"), ("awq", "autoawq")])
+def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, method, backend):
+    environment = BACKENDS[backend].environment
+    if is_built(environment):
+        pytest.skip(f"{venv_dir(environment)} is built on this machine: the run would be handed to it")
+    result = run_cli("quantize", f"method={method}", f"model={model_dir}", f"method.backend={backend}")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert "scripts/setup.sh gptqmodel" in result.stderr
+    assert f"scripts/setup.sh {environment}" in result.stderr
 
 
 def test_every_backend_environment_has_a_requirements_file():
