@@ -72,5 +72,14 @@ def save(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def num_parameters(model) -> int:
+    """Parameters of the quantized model, counting each packed linear's weights
+    (in x out) as the dense model did: packed codes are buffers, not parameters."""
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+
+    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, BaseQuantLinear))
+    return sum(p.numel() for p in model.parameters()) + packed
+
+
 def _group(quant: QuantConfig) -> int:
     return -1 if quant.group_size == PER_CHANNEL else quant.group_size

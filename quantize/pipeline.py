@@ -112,7 +112,7 @@ def _manifest(job, planned: PlannedArtifact, model, timing: dict) -> dict:
             **dataclasses.asdict(job.model),
             "source_dir": str(planned.source_dir),
             "identity": planned.identity,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "num_parameters": planned.method.num_parameters(model),
         },
         "method": planned.method.describe(),
         "quant": dataclasses.asdict(job.quant) if planned.method.supported_bits else None,

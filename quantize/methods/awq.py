@@ -29,6 +29,7 @@ class AWQ(QuantMethod):
     points of that search), method.backend: llmcompressor (main environment); gptqmodel
     (GPTQModel's AWQ in its own environment, `.venv-gptqmodel`: `python -m quantize` hands
     the run to it; 4-bit GEMM format, packed int32, reloaded with the `gptqmodel` loader;
+    model.dtype bfloat16 or float16, as its AWQ modules refuse float32;
     its scale search always uses duo scaling and a 20-point grid, so those settings must
     stay at their defaults); autoawq (declared only: the legacy environment's code path is
     not written). On a machine without an accelerator, llm-compressor's pinning of cached
@@ -60,6 +61,9 @@ class AWQ(QuantMethod):
             if self.quant.bits != 4:
                 raise ConfigError(f"quant.bits={self.quant.bits} is not supported by method=awq method.backend=gptqmodel "
                                   "(GPTQModel's AWQ GEMM format is 4-bit); choices: 4")
+            if self.dtype not in ("float16", "bfloat16"):  # AwqTorchLinear refuses float32 when packing
+                raise ConfigError(f"model.dtype={self.dtype} is not supported by method=awq method.backend=gptqmodel "
+                                  "(GPTQModel's AWQ modules take float16 or bfloat16); choices: bfloat16, float16")
             if (self.options.duo_scaling, self.options.n_grid) != (True, 20):
                 raise ConfigError("method.duo_scaling and method.n_grid are llm-compressor settings: GPTQModel's AWQ "
                                   "always uses duo scaling and a 20-point grid; leave them at true and 20")
@@ -75,6 +79,13 @@ class AWQ(QuantMethod):
         from quantize import gptqmodel_support
 
         return gptqmodel_support.load(source_dir, gptqmodel_support.awq_config(self.quant), self.dtype, pick_device(device))
+
+    def num_parameters(self, model) -> int:
+        if self.backend.name != "gptqmodel":
+            return super().num_parameters(model)
+        from quantize import gptqmodel_support
+
+        return gptqmodel_support.num_parameters(model)
 
     def quantize(self, model, tokenizer, calibration):
         if self.backend.name == "gptqmodel":

@@ -101,6 +101,11 @@ class QuantMethod:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
+    def num_parameters(self, model) -> int:
+        """The model's parameter count, for the manifest (methods whose library turns
+        weights into packed buffers count those weights here too)."""
+        return sum(p.numel() for p in model.parameters())
+
     def runs_in(self) -> str:
         """What runs where, for messages about environments."""
         backend = getattr(self, "backend", None)  # a Backend, for methods with method.backend

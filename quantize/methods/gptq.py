@@ -70,6 +70,13 @@ class GPTQ(QuantMethod):
                                                damp_percent=self.options.dampening_frac)
         return gptqmodel_support.load(source_dir, config, self.dtype, pick_device(device))
 
+    def num_parameters(self, model) -> int:
+        if self.backend.name != "gptqmodel":
+            return super().num_parameters(model)
+        from quantize import gptqmodel_support
+
+        return gptqmodel_support.num_parameters(model)
+
     def quantize(self, model, tokenizer, calibration):
         if self.backend.name == "gptqmodel":
             from quantize import gptqmodel_support
