@@ -44,6 +44,9 @@ METHODS = ("none", "rtn", "gptq", "awq", "smoothquant", "autoround", "hqq", "bnb
 CPU_METHODS = ("none", "rtn", "hqq")
 CALIBRATED = ("gptq", "awq", "smoothquant", "autoround")
 TINY = ("tiny-s", "tiny-m", "tiny-l")
+LIBRARY = {"rtn": "llmcompressor", "gptq": "llmcompressor", "awq": "llmcompressor", "smoothquant": "llmcompressor",
+           "autoround": "auto_round", "hqq": "hqq", "bnb_int8": "bitsandbytes", "bnb_nf4": "bitsandbytes",
+           "bnb_fp4": "bitsandbytes"}
 
 # config.json values of the released checkpoints (architecture only; weights are random).
 ARCHITECTURES = {
@@ -133,6 +136,13 @@ def plan(models: list[str], methods: list[str], cuda: bool, small: bool) -> tupl
         skipped.append({"what": "data-sheet GPU bandwidth bound", "reason": "no CUDA device: only the measured "
                         "host memory-copy bandwidth is used for the bound"})
     return [(model, method) for model in models for method in methods], skipped
+
+
+def missing_libraries(methods: list[str]) -> dict[str, str]:
+    """method -> the library it needs that is not installed here."""
+    import importlib.util
+
+    return {m: LIBRARY[m] for m in methods if m in LIBRARY and importlib.util.find_spec(LIBRARY[m]) is None}
 
 
 def weight_bytes_per_token(model) -> dict:
@@ -309,6 +319,11 @@ def main(argv=None) -> int:
     args.batch_sizes = [int(b) for b in (args.batch_sizes or ("1,32" if cuda else "1,4")).split(",")]
     args.repeats = args.repeats or (3 if cuda else 1)
     cells, skipped = plan(args.models.split(","), args.methods.split(","), cuda, small)
+    missing = missing_libraries(sorted({m for _, m in cells}))
+    for method, library in missing.items():
+        skipped.append({"what": f"method {method}", "reason": f"its library {library} is not installed in this "
+                        f"environment ({sys.executable}); carry its wheel (scripts/gpu_check.sh --download-wheels)"})
+    cells = [(model, method) for model, method in cells if method not in missing]
     if not cuda_available:
         skipped.insert(0, {"what": "everything on CUDA", "reason": f"torch {torch.__version__} sees no CUDA device"})
     elif not cuda:

@@ -108,10 +108,36 @@ def rows_demo(data: dict) -> list[list[str]]:
 def rows_gpu(data: dict) -> list[list[str]]:
     ok = sum(c["status"] == "ok" for c in data["cells"])
     where = data.get("gpu") or f"{data['device']} (no CUDA)"
-    return [["gpu_check", f"{ok}/{len(data['cells'])} cells ok on {where}; skipped: "
-             + "; ".join(s["what"] for s in data.get("skipped", [])) or "nothing",
+    skipped = "; ".join(s["what"] for s in data.get("skipped", [])) or "nothing"
+    return [["gpu_check", f"{ok}/{len(data['cells'])} cells ok on {where}; skipped: {skipped}",
              "every method runs on CUDA", _fmt(bool(data["device"] == "cuda" and ok == len(data["cells"]))),
              "see the gpu_check section"]]
+
+
+def gpu_details(data: dict) -> list[str]:
+    """Per-cell table of the gpu_check run."""
+    batches = [str(b) for b in data["settings"]["batch_sizes"]]
+    bw = "data_sheet" if "data_sheet" in data["bandwidth_bytes_per_s"] else (
+        "given" if "given" in data["bandwidth_bytes_per_s"] else "measured_copy")
+    head = ["model", "method", "status", "quantize s", "peak mem GB"]
+    for b in batches:
+        head += [f"TTFT s (b{b})", f"decode tok/s (b{b})", f"latency/prompt s (b{b})", f"decode / bound (b{b})"]
+    lines = [f"gpu_check cells on {data.get('gpu') or data['device']}: prompt {data['settings']['prompt_tokens']} "
+             f"tokens, {data['settings']['new_tokens']} new tokens; bound from the {bw.replace('_', ' ')} bandwidth "
+             f"({data['bandwidth_bytes_per_s'][bw] / 1e9:.0f} GB/s)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in data["cells"]:
+        q = c.get("quantize") or {}
+        mem = q.get("peak_vram_bytes") or q.get("process_max_rss_bytes")
+        row = [c["model"], c["method"], c["status"] if c["status"] == "ok" else f"failed: {c.get('error', '')[:80]}",
+               _fmt((q.get("timing") or {}).get("quantize_seconds"), 2), _fmt(mem / 1e9 if mem else None, 2)]
+        for b in batches:
+            sp = ((c.get("speed") or {}).get("by_batch") or {}).get(b) or {}
+            bound = ((c.get("bandwidth_bound") or {}).get(b) or {}).get(bw) or {}
+            row += [_fmt(sp.get("time_to_first_token_s"), 4), _fmt(sp.get("decode_tokens_per_s"), 1),
+                    _fmt(sp.get("latency_per_prompt_s"), 4), _fmt(bound.get("ratio"), 3)]
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in row) + " |")
+    return lines
 
 
 RENDERERS = {"quantize_overhead": rows_quantize, "eval_overhead": rows_eval, "batched_generation": rows_batched,
@@ -134,7 +160,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         for row in renderer(*args):
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         machines.append(f"- `{name}` ({data.get('created', '?')}): {_machine(data)}")
-    return "\n".join(lines + ["", "Machines:", "", *machines])
+    gpu = results_dir / "gpu_check.json"
+    details = gpu_details(json.loads(gpu.read_text())) if gpu.is_file() else []
+    return "\n".join(lines + ["", "Machines:", "", *machines, "", *details])
 
 
 def update_docs(docs: Path = DOCS_FILE, results_dir: Path = RESULTS_DIR) -> None:
