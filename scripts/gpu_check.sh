@@ -14,7 +14,8 @@
 #   2. a system python3 whose torch sees CUDA (a GPU image with PyTorch preinstalled, e.g. the
 #      lab's lent GPU machines, which have NO network): the pinned packages it lacks are
 #      installed from the wheels in $QLAB_WHEELS (default .whl/, made by --download-wheels
-#      and carried to the machine) into /tmp/qlab-site, put first on PYTHONPATH; the
+#      and carried to the machine) and any .whl-*/ folders (parts: see docs/benchmarks.md)
+#      into /tmp/qlab-site, put first on PYTHONPATH; the
 #      image's own CUDA torch is used (a CUDA torch wheel is ~1 GB: it cannot be carried);
 #   3. with network and CUDA but no CUDA torch: builds .venv-cuda from requirements/main.txt
 #      with torch from the PyTorch CUDA index ($QLAB_TORCH_INDEX, default cu128);
@@ -55,10 +56,16 @@ if [ -x .venv-cuda/bin/python ] && [ -n "$(cuda_python .venv-cuda/bin/python)" ]
     PY=.venv-cuda/bin/python
 elif command -v python3 >/dev/null && [ -n "$(cuda_python python3)" ]; then
     PY=$(command -v python3)
-    if [ -d "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-        echo "installing the carried wheels from $WHEELS into /tmp/qlab-site (no network needed)"
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/qlab-site "$WHEELS"/*.whl
+    carried=$(ls "$WHEELS"/*.whl .whl-*/*.whl 2>/dev/null || true)
+    if [ -n "$carried" ] || [ -d /tmp/qlab-site ]; then
+        # Wheels may come in parts over several calls to a machine that stays warm (the
+        # 64 MiB carry limit: bitsandbytes alone is ~41 MiB): each call adds its part.
+        if [ -n "$carried" ]; then
+            echo "installing $(echo "$carried" | wc -l) carried wheels into /tmp/qlab-site (no network needed)"
+            # shellcheck disable=SC2086
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+                --target /tmp/qlab-site $carried
+        fi
         export PYTHONPATH=/tmp/qlab-site${PYTHONPATH:+:$PYTHONPATH}
     elif python3 -m pip download --no-deps -q -d /tmp/qlab-probe hydra-core==1.3.2 >/dev/null 2>&1; then
         echo "building .venv-cuda on the system CUDA torch (network available)"

@@ -123,3 +123,30 @@ def test_summarize_renders_between_markers(tmp_path):
     update_docs(docs, results)
     text = docs.read_text()
     assert "old" not in text and "2.500" in text and text.startswith("# B\n\nprose") and text.endswith("more prose\n")
+
+
+def test_audit_run_records_weight_opens_subprocesses_and_loading_modules(tmp_path):
+    import subprocess
+    import sys
+
+    from benchmarks.common import REPO_ROOT
+
+    (tmp_path / "probe.py").write_text(
+        "import subprocess, sys\n"
+        "open('model.safetensors', 'wb').close()\n"
+        "subprocess.run([sys.executable, '-c', 'pass', 'cell'])\n"
+        "import safetensors.torch\n"
+        "sys.exit(3)\n"
+    )
+    (tmp_path / "quiet.py").write_text("print('nothing loaded')\n")
+    audit = REPO_ROOT / "benchmarks" / "audit_run.py"
+    loud = subprocess.run([sys.executable, str(audit), "--log", "loud.json", "-m", "probe"], cwd=tmp_path)
+    assert loud.returncode == 3  # the module's exit code is passed through
+    evidence = json.loads((tmp_path / "loud.json").read_text())
+    assert evidence["weight_files_opened"] == ["model.safetensors"]
+    assert any("cell" in cmd for cmd in evidence["subprocesses"])
+    assert "safetensors" in evidence["loading_modules_imported"]
+    quiet = subprocess.run([sys.executable, str(audit), "--log", "quiet.json", "-m", "quiet"], cwd=tmp_path)
+    assert quiet.returncode == 0
+    assert json.loads((tmp_path / "quiet.json").read_text()) == {
+        "weight_files_opened": [], "subprocesses": [], "loading_modules_imported": []}
