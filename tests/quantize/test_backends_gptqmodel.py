@@ -47,7 +47,7 @@ def no_environments(tmp_path, monkeypatch):
 # -- where a run goes (no environment needed) ---------------------------------------------
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_gptqmodel_backend_declares_its_environment_and_loader(method):
-    built = build_job(f"method={method}", "method.backend=gptqmodel")
+    built = build_job(f"method={method}", "method.backend=gptqmodel", "model.dtype=bfloat16")
     assert built.environment == "gptqmodel"
     assert built.describe()["environment"] == "gptqmodel" and built.describe()["loader"] == "gptqmodel"
     assert built.label().endswith("-gptqmodel")
@@ -110,6 +110,7 @@ def test_a_sweep_cell_runs_with_its_environments_interpreter(no_environments):
         (["method=gptq", "quant.bits=5"], ["quant.bits=5", "2, 3, 4, 8"]),
         (["method=awq", "quant.bits=8"], ["quant.bits=8", "4-bit"]),
         (["method=awq", "method.n_grid=10"], ["method.n_grid", "20-point grid"]),
+        (["method=awq", "model.dtype=float32"], ["model.dtype=float32", "bfloat16"]),
     ],
 )
 def test_bad_settings_fail_in_the_main_environment_before_the_run_is_handed_on(tmp_path, overrides, expected):
@@ -156,10 +157,11 @@ def quantize(output_dir: Path, *overrides: str) -> tuple[Path, subprocess.Comple
 @pytest.fixture(scope="module")
 def lab(gptqmodel_env, tmp_path_factory, tiny_family):
     root = tmp_path_factory.mktemp("gptqmodel")
-    baseline, _ = quantize(root / "artifacts", "method=none")
+    baselines = {"gptq": quantize(root / "artifacts", "method=none")[0],  # tiny-s is float32
+                 "awq": quantize(root / "artifacts", "method=none", "model.dtype=bfloat16")[0]}
     gptq, gptq_run = quantize(root / "artifacts", "method=gptq", "quant.bits=4", *GPTQMODEL)
-    awq, awq_run = quantize(root / "artifacts", "method=awq", "quant.bits=4", *GPTQMODEL)
-    return {"root": root, "none": baseline, "gptq": gptq, "awq": awq, "runs": {"gptq": gptq_run, "awq": awq_run}}
+    awq, awq_run = quantize(root / "artifacts", "method=awq", "quant.bits=4", "model.dtype=bfloat16", *GPTQMODEL)
+    return {"root": root, "baselines": baselines, "gptq": gptq, "awq": awq, "runs": {"gptq": gptq_run, "awq": awq_run}}
 
 
 def in_gptqmodel_env(python: Path, script: str) -> dict:
@@ -184,6 +186,7 @@ def test_quantize_is_handed_to_the_gptqmodel_environment(lab, method):
     assert "gptqmodel" in versions and "llmcompressor" not in versions  # made in the other environment
     assert versions["torch"].startswith("2.14")
     assert manifest["calibration"]["num_samples"] == 16
+    assert manifest["model"]["num_parameters"] == read_manifest(lab["baselines"][method])["model"]["num_parameters"]
     config = json.loads((lab[method] / "config.json").read_text())["quantization_config"]
     assert config["bits"] == 4 and config["group_size"] == 32
     assert config.get("quant_method", config.get("method")) == method
@@ -209,10 +212,11 @@ def test_weights_are_packed_4_bit_and_smaller(lab, method):
     assert not any(k.endswith(("q_proj.weight", "down_proj.weight")) for k in tensors)  # no dense copy kept
     assert "lm_head.weight" in tensors or "model.embed_tokens.weight" in tensors
     size = read_manifest(folder)["size_on_disk_bytes"]
-    assert size < read_manifest(lab["none"])["size_on_disk_bytes"]
+    baseline = lab["baselines"][method]  # same dtype
+    assert size < 0.8 * read_manifest(baseline)["size_on_disk_bytes"]
     # 8 int4 codes per int32 word (GPTQ packs along the input dimension, AWQ GEMM along the
     # output dimension): exactly one 4-bit code per weight of the baseline's linear
-    with safe_open(str(lab["none"] / "model.safetensors"), "pt") as weights:
+    with safe_open(str(baseline / "model.safetensors"), "pt") as weights:
         for key, packed in qweights.items():
             dense = weights.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
             assert packed.numel() * 8 == dense[0] * dense[1], key
