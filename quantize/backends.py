@@ -38,7 +38,10 @@ class Backend:
 BACKENDS = {
     "llmcompressor": Backend("llmcompressor", "main", "llm-compressor (maintained)"),
     "gptqmodel": Backend("gptqmodel", "gptqmodel", "GPTQModel (maintained successor of AutoGPTQ/AutoAWQ)"),
-    "autoawq": Backend("autoawq", "legacy", "AutoAWQ (archived upstream, which points to llm-compressor; the origin pipeline's library)"),
+    # AutoAWQ's README: "officially deprecated", last tested with torch 2.6.0 + transformers
+    # 4.51.3 (the legacy pins), "adopted by the vLLM Project" as llm-compressor.
+    "autoawq": Backend("autoawq", "legacy", "AutoAWQ (deprecated by its authors, last tested with transformers 4.51.3; "
+                                            "the origin pipeline's library)"),
     "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ (unmaintained; 0.7.1 does not import under transformers 5: no `no_init_weights`)"),
 }
 
