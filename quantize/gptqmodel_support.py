@@ -13,6 +13,7 @@ reload with `from_pretrained` where gptqmodel is installed (`models.loading`'s
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from configs.schema import PER_CHANNEL, QuantConfig
@@ -26,7 +27,11 @@ CPU_WORKERS = "2"
 def import_gptqmodel():
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", CPU_WORKERS)
     import gptqmodel
+    from gptqmodel.looper import loop_processor
 
+    # GPTQModel writes per-module stats to ./logs (relative to the working directory, i.e.
+    # into the user's checkout); keep them out of it.
+    loop_processor._PROJECT_LOG_DIR = Path(tempfile.gettempdir()) / "qlab-gptqmodel-logs"
     return gptqmodel
 
 
