@@ -90,11 +90,38 @@ def write_task_override(tasks_dir: Path, task: str, data: Path) -> None:
     }, sort_keys=False))
 
 
-def lab_metrics(results: Path, task: str) -> tuple[dict, int]:
+def lab_metrics(results: Path, task: str) -> tuple[dict, int, float, list]:
     from evaluate import store
 
-    record = next(r for _, r in store.iter_records(results) if r["task"] == task)
-    return record["lm_eval"], record["n"], record["eval_seconds"]
+    folder, record = next((f, r) for f, r in store.iter_records(results) if r["task"] == task)
+    return record["lm_eval"], record["n"], record["eval_seconds"], store.read_samples(folder)
+
+
+def cli_samples(out: Path, task: str) -> list[dict]:
+    path = next(out.rglob(f"samples_{task}_*.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def compare_samples(lab_rows: list[dict], cli_rows: list[dict]) -> dict:
+    """Per document: the lab's generation vs lm-eval's filtered response (generation
+    tasks), or the per-sample metric values (multiple choice)."""
+    cli = {row["doc_id"]: row for row in cli_rows}
+    same, differing = 0, []
+    for row in lab_rows:
+        other = cli.get(row["doc_id"])
+        if other is None:
+            differing.append(row["doc_id"])
+            continue
+        if "generation" in row:
+            equal = row["generation"] == other["filtered_resps"][0]
+        else:
+            metrics = [m for m in ("acc", "acc_norm", "exact_match") if m in row and m in other]
+            equal = bool(metrics) and all(row[m] == other[m] for m in metrics)
+        same += equal
+        if not equal:
+            differing.append(row["doc_id"])
+    return {"compared": len(lab_rows), "cli_samples": len(cli_rows), "identical": same,
+            "all_identical": same == len(lab_rows) == len(cli_rows), "differing_doc_ids": differing[:20]}
 
 
 def cli_metrics(out: Path, task: str) -> tuple[dict, float]:
@@ -105,8 +132,10 @@ def cli_metrics(out: Path, task: str) -> tuple[dict, float]:
 def task_index_seconds(env: dict) -> dict:
     """What building lm-eval's TaskManager costs with and without its ~10k default task
     YAMLs (the CLI always indexes them; the lab skips them when every task is its own)."""
+    from evaluate.harness import LAB_TASKS_DIR
+
     code = ("import time; from lm_eval.tasks import TaskManager; t=time.perf_counter(); "
-            "TaskManager(include_defaults={}); print(time.perf_counter()-t)")
+            f"TaskManager(include_path=[{str(LAB_TASKS_DIR)!r}], include_defaults={{}}); print(time.perf_counter()-t)")
     out = {}
     for flag in (True, False):
         out["with_defaults" if flag else "lab_tasks_only"] = round(
@@ -137,8 +166,9 @@ def bench_task(task: str, args, artifact: Path, dtype: str, data_root: Path, wor
     def lab(r: int) -> Measurement:
         results = work / f"{task}-lab-{r}"
         p = run_timed(lab_cmd(artifact, task, data, args.limit, args.batch_size, chat, results), env=args.env)
-        metrics, n, seconds = lab_metrics(results, task)
+        metrics, n, seconds, rows = lab_metrics(results, task)
         scores.setdefault("lab", metrics)
+        scores.setdefault("lab_rows", rows)
         return Measurement(p.wall_s, p.cpu_s, {"n": n, "in_process_s": seconds})
 
     def cli(r: int) -> Measurement:
@@ -146,11 +176,13 @@ def bench_task(task: str, args, artifact: Path, dtype: str, data_root: Path, wor
         p = run_timed(cli_cmd(artifact, dtype, task, tasks_dir, args.limit, args.batch_size, chat, out), env=args.env)
         metrics, seconds = cli_metrics(out, task)
         scores.setdefault("cli", metrics)
+        scores.setdefault("cli_rows", cli_samples(out, task))
         return Measurement(p.wall_s, p.cpu_s, {"in_process_s": seconds})
 
     print(f"{task}: {args.repeats} interleaved rounds (+{args.warmup} warmup) of lab vs lm_eval CLI")
     runs = interleave({"lab": lab, "cli": cli}, args.repeats, args.warmup)
     same = compare_scores(scores["lab"], scores["cli"])
+    same["samples"] = compare_samples(scores["lab_rows"], scores["cli_rows"])
     result = {
         "data_file": str(data), "apply_chat_template": chat, "n": runs["lab"][0].info["n"],
         "commands": {"lab": " ".join(lab_cmd(artifact, task, data, args.limit, args.batch_size, chat, Path("<new>"))),
@@ -169,7 +201,8 @@ def bench_task(task: str, args, artifact: Path, dtype: str, data_root: Path, wor
     }
     wall = result["lab_over_cli"]["wall"]["ratio_of_medians"]
     result["meets_target"] = meets(wall, TARGET)
-    print(f"{task}: identical scores: {same['identical']}, lab/cli wall {wall}")
+    print(f"{task}: identical scores: {same['identical']}, identical samples: {same['samples']['identical']}/"
+          f"{same['samples']['compared']}, lab/cli wall {wall}")
     return result
 
 
@@ -214,7 +247,7 @@ def main(argv=None) -> int:
         "tasks": tasks,
         "profile": {"task_manager_build_s": index},
     }, args.out)
-    return 0 if all(t["scores"]["identical"] for t in tasks.values()) else 1
+    return 0 if all(t["scores"]["identical"] and t["scores"]["samples"]["all_identical"] for t in tasks.values()) else 1
 
 
 if __name__ == "__main__":
