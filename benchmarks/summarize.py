@@ -28,6 +28,10 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _meets(value, target: float):
+    return None if value is None else value <= target
+
+
 def _machine(data: dict) -> str:
     m = data.get("machine") or {}
     git = (m.get("git") or {}).get("commit") or ""
@@ -49,7 +53,9 @@ def rows_quantize(data: dict) -> list[list[str]]:
             f"{_fmt(inproc['total_seconds']['lab_over_direct']['ratio_of_medians'])}; identical output "
             f"{_fmt(r['same_output']['identical'])}",
             "lab/direct <= 1.05",
-            f"{_fmt(r['meets_target']['subprocess_wall'])} / {_fmt(r['meets_target']['in_process_quantize'])}",
+            f"wall {_fmt(r['meets_target']['subprocess_wall'])}, CPU "
+            f"{_fmt(_meets(sub.get('cpu', {}).get('ratio_of_medians'), 1.05))}, step "
+            f"{_fmt(r['meets_target']['in_process_quantize'])}",
             f"{data['model']['name']} ({data['model']['tiny_profile']}), n={data['repeats']}",
         ])
     return rows
@@ -62,7 +68,9 @@ def rows_eval(data: dict) -> list[list[str]]:
         rows.append([
             f"eval_overhead ({task})",
             f"wall {_fmt(c['wall']['ratio_of_medians'])} (paired {_fmt(c['wall']['median_paired_ratio'])}); "
-            f"CPU {_fmt(c.get('cpu', {}).get('ratio_of_medians'))}; identical scores {_fmt(r['scores']['identical'])}",
+            f"CPU {_fmt(c.get('cpu', {}).get('ratio_of_medians'))}; identical scores {_fmt(r['scores']['identical'])}"
+            + (f", identical samples {r['scores']['samples']['identical']}/{r['scores']['samples']['compared']}"
+               if "samples" in r["scores"] else ""),
             "lab/cli <= 1.05, same scores",
             _fmt(bool(r["meets_target"] and r["scores"]["identical"])),
             f"{data['model']['name']} ({data['model']['tiny_profile']}), limit {data['limit']}, batch "
