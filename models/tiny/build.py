@@ -31,8 +31,7 @@ from queue import Empty
 from tqdm.auto import tqdm
 
 from models.tiny.generator import GENERATOR_VERSION, TASKS, assistant_reply, generate_splits
-from models.tiny.settings import PROFILES, SIZES, Profile
-from models.tiny.tokenizer import IM_END, train_tokenizer
+from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +164,7 @@ def _build_atomically(final: Path, profile: Profile, profile_name: str,
     temporary = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        _build(temporary, profile, profile_name, sizes, seed)
+        _build(temporary, final.name, profile, profile_name, sizes, seed)
         if final.exists():  # force, or a folder left without its manifest
             stale = final.with_name(f".old-{final.name}-{os.getpid()}")
             os.rename(final, stale)
@@ -176,10 +175,12 @@ def _build_atomically(final: Path, profile: Profile, profile_name: str,
     log.info("tiny family: built %s", final)
 
 
-def _build(out: Path, profile: Profile, profile_name: str, sizes: tuple[str, ...],
-           seed: int) -> None:
-    import torch  # the CLI's `--help` and bad-argument paths stay fast without it
+def _build(out: Path, name: str, profile: Profile, profile_name: str,
+           sizes: tuple[str, ...], seed: int) -> None:
+    # Imported here so that importing models.tiny (config validation, the CLI) stays light.
+    import torch
 
+    from models.tiny.tokenizer import train_tokenizer
     from models.tiny.training import TrainJob, encode_examples
 
     started = time.monotonic()
@@ -207,7 +208,7 @@ def _build(out: Path, profile: Profile, profile_name: str, sizes: tuple[str, ...
     (data / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(work)
     manifest = {
-        "name": out.name.removeprefix(".tmp-").rsplit("-", 1)[0],
+        "name": name,
         "profile": profile_name,
         "seed": seed,
         "sizes": list(sizes),

@@ -8,8 +8,8 @@ Three tasks, each small enough for a sub-10M-parameter model to learn on a CPU:
   squad:    a short span copied from a short biography of a made-up person
             (schema of rajpurkar/squad)
 
-Docs of one task are unique by the prompt the model sees, and the eval, dev and train
-splits are cut from one deduplicated stream, so they never share a prompt.
+Eval and dev docs are distinct prompts, and training never sees an eval or dev prompt
+(see `generate_splits`).
 """
 
 from __future__ import annotations
@@ -68,17 +68,27 @@ class DataSettings:
 
 
 def generate_splits(settings: DataSettings, seed: int) -> dict[str, dict[str, list[dict]]]:
-    """{"eval"|"dev"|"train": {task: [doc, ...]}}, deterministic for (settings, seed)."""
+    """{"eval"|"dev"|"train": {task: [doc, ...]}}, deterministic for (settings, seed).
+
+    Eval and dev docs are distinct prompts; train docs are drawn from the same
+    distribution, repeats allowed, minus every eval/dev prompt (dropping repeats from
+    train would starve it of the small templates, e.g. "What is 3 + 5?", and shift it away
+    from what is evaluated).
+    """
     splits: dict[str, dict[str, list[dict]]] = {"eval": {}, "dev": {}, "train": {}}
     for task in TASKS:
-        sizes = {"eval": settings.eval_per_task, "dev": settings.dev_per_task,
-                 "train": settings.train_per_task}
-        docs = _unique_docs(task, sum(sizes.values()), random.Random(f"{seed}/{task}"))
-        start = 0
-        for split, count in sizes.items():
-            splits[split][task] = [_with_id(task, split, i, doc)
-                                   for i, doc in enumerate(docs[start:start + count])]
-            start += count
+        rng = random.Random(f"{seed}/{task}")
+        held_out, prompts = _held_out_docs(task, settings.eval_per_task + settings.dev_per_task,
+                                           rng)
+        train = []
+        while len(train) < settings.train_per_task:
+            doc = _MAKE_DOC[task](rng)
+            if render_prompt(LAB_TASK_NAMES[task], doc) not in prompts:
+                train.append(doc)
+        parts = {"eval": held_out[:settings.eval_per_task],
+                 "dev": held_out[settings.eval_per_task:], "train": train}
+        for split, docs in parts.items():
+            splits[split][task] = [_with_id(task, split, i, doc) for i, doc in enumerate(docs)]
     return splits
 
 
@@ -105,20 +115,17 @@ def assistant_reply(task: str, doc: dict) -> str:
     return "\\boxed{" + answer_text(task, doc) + "}"
 
 
-def _unique_docs(task: str, count: int, rng: random.Random) -> list[dict]:
-    make_doc = {"openmath": _openmath_doc, "arc": _arc_doc, "squad": _squad_doc}[task]
-    docs, seen_prompts = [], set()
-    attempts = 0
-    while len(docs) < count:
-        attempts += 1
-        if attempts > 50 * count + 1000:
-            raise ValueError(f"cannot draw {count} distinct {task} docs; ask for fewer")
-        doc = make_doc(rng)
+def _held_out_docs(task: str, count: int, rng: random.Random) -> tuple[list[dict], set[str]]:
+    docs, prompts = [], set()
+    for _ in range(50 * count + 1000):
+        if len(docs) == count:
+            return docs, prompts
+        doc = _MAKE_DOC[task](rng)
         prompt = render_prompt(LAB_TASK_NAMES[task], doc)
-        if prompt not in seen_prompts:
-            seen_prompts.add(prompt)
+        if prompt not in prompts:
+            prompts.add(prompt)
             docs.append(doc)
-    return docs
+    raise ValueError(f"cannot draw {count} distinct {task} docs; ask for fewer")
 
 
 def _with_id(task: str, split: str, index: int, doc: dict) -> dict:
@@ -137,7 +144,8 @@ def _openmath_doc(rng: random.Random) -> dict:
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         op, result = "+", a + b
         problem = rng.choice([
-            f"What is {a} + {b}?",
+            rng.choice([f"What is {a} + {b}?", f"Calculate {a} + {b}.", f"Compute {a} + {b}.",
+                        f"Add {a} and {b}."]),
             f"{name} has {a} {things} and buys {b} more. How many {things} does {name} have now?",
         ])
     else:
@@ -145,7 +153,8 @@ def _openmath_doc(rng: random.Random) -> dict:
         a = rng.randint(b, b + 9)
         op, result = "-", a - b
         problem = rng.choice([
-            f"What is {a} - {b}?",
+            rng.choice([f"What is {a} - {b}?", f"Calculate {a} - {b}.", f"Compute {a} - {b}.",
+                        f"Subtract {b} from {a}."]),
             f"{name} has {a} {things} and gives away {b}. How many {things} are left?",
         ])
     return {
@@ -230,3 +239,6 @@ def _squad_doc(rng: random.Random) -> dict:
         "question": question,
         "answers": {"text": [answer], "answer_start": [answer_start]},
     }
+
+
+_MAKE_DOC = {"openmath": _openmath_doc, "arc": _arc_doc, "squad": _squad_doc}

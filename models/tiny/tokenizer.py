@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
-END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+from models.tiny.settings import END_OF_TEXT, IM_END, IM_START, TokenizerSettings
+
 SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END]  # ids 0, 1, 2
 
 # Qwen2's pre-tokenizer split: every digit is a token of its own (\p{N} matches one).
@@ -26,15 +27,9 @@ CHAT_TEMPLATE = (
 )
 
 
-@dataclass(frozen=True)
-class TokenizerSettings:
-    vocab_size: int = 1024
-    min_frequency: int = 2
-
-
 def train_tokenizer(texts: Iterable[str], settings: TokenizerSettings) -> PreTrainedTokenizerFast:
     """Train byte-level BPE on `texts`; deterministic for the same texts and settings."""
-    bpe = Tokenizer(models.BPE())
+    bpe = Tokenizer(BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
         # Whitespace and braces stand alone, so a word is the same tokens in a passage and

@@ -1,15 +1,16 @@
 """Train one size of the tiny family: Qwen3 from scratch, answer-only loss, one CPU thread.
 
-`train_size` runs in its own process (the build trains sizes in parallel). Training
-stops on a plateau of the dev score (greedy exact match, computed by teacher forcing:
-every answer token is the argmax given the prompt and the previous answer tokens), so
-every size ends trained as far as its schedule takes it, not after a fixed step count.
+`train_size` runs in its own process (the build trains sizes in parallel). The learning
+rate decays once the dev score stops improving or a step cap is reached (see
+`TrainSettings`), and the best dev checkpoint is kept. The dev score is greedy exact
+match, computed cheaply by teacher forcing: an answer is right when every answer token
+is the argmax given the prompt and the answer tokens before it.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,6 @@ from models.tiny.evaluation import evaluate_tasks
 from models.tiny.generator import LAB_TASK_NAMES, assistant_reply
 from models.tiny.settings import SizeConfig, TrainSettings
 from models.tiny.tokenizer import END_OF_TEXT, IM_END, chat_prompt
-
-log = logging.getLogger(__name__)
 
 Example = tuple[list[int], int]  # (prompt + answer token ids, prompt length)
 
@@ -59,7 +58,7 @@ def train_size(job: TrainJob) -> dict:
     """Train, save the best dev checkpoint to job.out_dir, evaluate it; return its report."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    started = time.monotonic()
+    started, started_cpu = time.monotonic(), time.process_time()
     tokenizer = AutoTokenizer.from_pretrained(job.work_dir / "tokenizer")
     examples = torch.load(job.work_dir / "examples.pt")
     model = new_model(job.size_config, tokenizer, job.seed)
@@ -67,6 +66,7 @@ def train_size(job: TrainJob) -> dict:
     model.load_state_dict(best_state)
     save_checkpoint(model, tokenizer, job.out_dir)
     train_seconds = time.monotonic() - started
+    train_cpu_seconds = time.process_time() - started_cpu  # wall time minus waiting for a core
 
     reloaded = AutoModelForCausalLM.from_pretrained(job.out_dir)  # score what was saved
     eval_docs = torch.load(job.work_dir / "eval_docs.pt")
@@ -77,6 +77,7 @@ def train_size(job: TrainJob) -> dict:
         "steps": history[-1]["step"],
         "best_step": max(reversed(history), key=_checkpoint_rank)["step"],  # ties: the later
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
         "eval_seconds": round(time.monotonic() - started - train_seconds, 1),
         "held_out": held_out,
         "dev_history": history,
@@ -95,7 +96,7 @@ def new_model(size: SizeConfig, tokenizer, seed: int) -> Qwen3ForCausalLM:
         head_dim=size.head_dim,
         max_position_embeddings=512,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=True,  # as in Qwen3-0.6B; copying a token is then easy
+        tie_word_embeddings=True,  # as in Qwen3-0.6B
         bos_token_id=None,
         eos_token_id=eos_id,
         pad_token_id=eos_id,
@@ -125,8 +126,10 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
     schedule = PlateauSchedule(settings, peak_lr)
     history: list[dict] = []
     best_state, best_rank = None, None
-    step = 0
+    step, parent = 0, os.getppid()
     while not schedule.finished(step):
+        if os.getppid() != parent:  # the build was killed: do not train on as an orphan
+            raise SystemExit(f"tiny family: {job.size}: the building process is gone")
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = schedule.learning_rate(step)

@@ -353,3 +353,44 @@ def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(
     other = ensure_built(sizes=["tiny-s"], profile="quick", seed=1, cache_dir=tmp_path / "other")
     assert weights(other) != weights(quick_family)
     assert other.data_path("arc").read_bytes() != quick_family.data_path("arc").read_bytes()
+
+
+@pytest.mark.slow
+def test_lm_eval_generates_exactly_what_the_training_report_scored(quick_family, tmp_path,
+                                                                   monkeypatch):
+    """lm-eval's own chat-template generation (HFLM) equals the report's greedy generation."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.tiny.evaluation import generate_greedy
+
+    folder = quick_family.model_path("tiny-s")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for task in TASKS:
+        (tmp_path / f"check_{task}.yaml").write_text(textwrap.dedent(f"""\
+            include: {TASKS_DIR / LAB_TASK_NAMES[task]}.yaml
+            task: check_{task}
+            dataset_path: json
+            dataset_name: null
+            dataset_kwargs:
+              data_files:
+                test: {quick_family.data_path(task)}
+            test_split: test
+            """))
+    results = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8),
+                              tasks=[f"check_{t}" for t in TASKS], limit=8, log_samples=True,
+                              apply_chat_template=True,
+                              task_manager=TaskManager(include_path=str(tmp_path)))
+    for task in TASKS:
+        samples = results["samples"][f"check_{task}"]
+        assert len(samples) == 8
+        ours = generate_greedy(model, tokenizer, [render_prompt(LAB_TASK_NAMES[task], s["doc"])
+                                                  for s in samples], max_new_tokens=256)
+        assert [s["resps"][0][0] for s in samples] == [text for text, _ in ours]
+        assert all(stopped for _, stopped in ours)
