@@ -100,7 +100,8 @@ def rows_sweep(data: dict, name: str) -> list[list[str]]:
         f"rerun of {data['cells']} cells: {_fmt(data['rerun']['wall_s']['median'], 2)} s (without the report "
         f"{_fmt(data['rerun_no_report']['wall_s']['median'], 2)} s); all reused {_fmt(data['summaries_all_reused'])}; "
         f"no model loaded {_fmt(data['no_model_loaded'])}",
-        "< 10 s, >= 50 cells", _fmt(data["meets_target"]), f"{kind}, n={data['repeats']}",
+        "< 10 s, >= 50 cells", "n/a (validation)" if data.get("validation") else _fmt(data["meets_target"]),
+        f"{kind}, n={data['repeats']}",
     ]]
 
 
