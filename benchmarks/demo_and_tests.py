@@ -8,7 +8,7 @@ Measured "after setup": the demo is timed when .venv exists and the tiny family 
 (the benchmark checks both and says how to get there; `--allow-setup` times it anyway,
 setup included). A rerun of the demo does no work, so the demo's time is that of its
 *first* run on a machine: remove `lab/` (or point elsewhere) for a fresh measurement;
-the benchmark records whether lab/ existed before. Each command runs once (these take
+the benchmark records whether lab/sweeps existed before. Each command runs once (these take
 minutes; the ratio to the target is what is reported), with its output in
 lab/benchmark-logs/<part>.log (ignored by git). Targets on 2 cores: demo < 10 min,
 tests < 30 min. The JSON is merged per part, so `--only demo` and `--only tests` runs
@@ -41,7 +41,7 @@ def preconditions() -> dict:
         p = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", code], cwd=REPO_ROOT,
                            capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
         built = p.stdout.strip().endswith("True") if p.returncode == 0 else None
-    return {"venv": venv, "tiny_family_built": built, "lab_exists": (REPO_ROOT / "lab").exists()}
+    return {"venv": venv, "tiny_family_built": built, "lab_has_sweeps": (REPO_ROOT / "lab" / "sweeps").exists()}
 
 
 def run_part(part: str, extra: list[str], log_dir: Path) -> dict:
