@@ -8,6 +8,7 @@ names the setting, the bad value and the choices; nothing heavy has run yet.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ SCHEMAS = {
 }
 
 
+@functools.cache
 def register_schemas() -> None:
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():

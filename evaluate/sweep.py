@@ -16,6 +16,7 @@ a shared filesystem never corrupt each other, without file locks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -59,7 +60,8 @@ class Cell:
 
 # -- planning ----------------------------------------------------------------------------
 def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
-    """Every cell of the sweep, baselines first; invalid cells are all reported at once."""
+    """Every cell of the sweep, baselines first; invalid cells are all reported at once
+    (cells already done were valid when they ran and are not composed again)."""
     spec = cfg.sweep
     paths = [f"output_dir={cfg.output_dir}"]
     eval_common = (f"eval={spec.eval}", f"results_dir={cfg.results_dir}", *spec.eval_overrides)
@@ -73,20 +75,22 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
                 quant += [f"quant.group_size={grid.group_size}"] if grid.group_size is not None else []
                 overrides = (f"method={grid.method}", *common, *quant, *grid.overrides)
                 cells.append(Cell(model, grid.method, overrides, eval_common))
-    _validate(cells)
+    _validate([cell for cell in cells if cell_status(cfg, cell)["status"] != "done"])
     return cells
 
 
 def _validate(cells: list[Cell]) -> None:
     from quantize.methods.base import build_method
 
-    problems = []
+    problems, valid_evals = [], set()
     for cell in cells:
         try:
             job = compose("quantize", list(cell.quantize_overrides))
             method = build_method(job.method, job.quant, job.model.dtype)
             _python(method)  # its environment must be built
-            compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
+            if cell.eval_overrides not in valid_evals:  # usually one for the whole sweep
+                compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
+                valid_evals.add(cell.eval_overrides)
         except ConfigError as error:
             problems.append(f"  {cell.id}: {error}")
     if problems:
@@ -164,7 +168,7 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
                 launch(cfg, phase)
     final = {cell: cell_status(cfg, cell) for cell in cells}
     _print_summary(cfg, cells, final, ran=set(todo))
-    if cfg.report and any(s["status"] == "done" for s in final.values()):
+    if cfg.report and any(s["status"] == "done" for s in final.values()) and (todo or not _report_is_current(cfg)):
         _build_report(cfg)
     return 1 if any(s["status"] != "done" for s in final.values()) else 0
 
@@ -226,13 +230,18 @@ def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None
 
 def _memory_estimate(cell: Cell) -> str:
     """Peak memory to quantize: the model in its load dtype plus ~20% working space."""
-    from configs.compose import compose_dict
-
-    model = compose_dict("quantize", [o for o in cell.quantize_overrides if o.startswith("model")]).model
+    model = _model_config(tuple(o for o in cell.quantize_overrides if o.startswith("model")))
     if model.params_b:
         bytes_per_param = 4 if model.dtype == "float32" else 2
         return f"~{model.params_b * bytes_per_param * 1.2:.1f} GB"
     return "< 1 GB" if model.tiny_size else "unknown"
+
+
+@functools.lru_cache(maxsize=None)
+def _model_config(model_overrides: tuple[str, ...]):
+    from configs.compose import compose_dict
+
+    return compose_dict("quantize", list(model_overrides)).model
 
 
 def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran: set) -> None:
@@ -245,6 +254,12 @@ def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran:
         print(f"  failed {cell.id}: {statuses[cell].get('reason')} (log: {statuses[cell].get('log')})")
     if failed and not cfg.retry_failed:
         print("  rerun with --retry-failed to retry the failed cells")
+
+
+def _report_is_current(cfg: EvalSweepConfig) -> bool:
+    """The default report exists and is newer than the results table it was built from."""
+    report, table = Path(cfg.results_dir) / "report" / "report.html", Path(cfg.results_dir) / "table.parquet"
+    return report.exists() and table.exists() and report.stat().st_mtime >= table.stat().st_mtime
 
 
 def _build_report(cfg: EvalSweepConfig) -> Optional[int]:

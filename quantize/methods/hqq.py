@@ -54,12 +54,19 @@ class HQQ(QuantMethod):
     def label(self) -> str:
         return super().label() + f"-ax{self.options.axis}"
 
+    def load(self, source_dir, device="auto"):
+        from models.loading import pick_device
+
+        self.device = pick_device(device)  # hqq moves each layer there and quantizes it there
+        return super().load(source_dir, device)
+
     def quantize(self, model, tokenizer, calibration):
         import torch
         from hqq.models.hf.base import AutoHQQHFModel
 
         AutoHQQHFModel.quantize_model(
-            model, quant_config=self.quant_config(), compute_dtype=getattr(torch, self.dtype), device="cpu"
+            model, quant_config=self.quant_config(), compute_dtype=getattr(torch, self.dtype),
+            device=getattr(self, "device", "cpu"),
         )
         return model
 
