@@ -20,11 +20,14 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
 
@@ -259,8 +262,10 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(len(jobs), os.cpu_count() or 1))
     ordered = sorted(jobs, key=lambda job: SIZES.index(job.size), reverse=True)
-    with context.Manager() as manager, \
-            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    manager = SyncManager(ctx=context)
+    manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
+    with manager, ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                                      initargs=(os.getpid(),)) as pool:
         queue = manager.Queue()
         for job in ordered:
             job.progress = queue
@@ -282,6 +287,18 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
         log.info("tiny family: %s %d params, %d steps, %.0f s: %s", size,
                  report["parameters"], report["steps"], report["train_seconds"], scores)
     return reports
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Initializer of the build's helper processes: the kernel kills them when the build
+    process dies (Linux), so a killed build leaves no orphan training on the CPU."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # it died before the line above took effect
+        os._exit(1)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -394,3 +394,31 @@ def test_lm_eval_generates_exactly_what_the_training_report_scored(quick_family,
                                                   for s in samples], max_new_tokens=256)
         assert [s["resps"][0][0] for s in samples] == [text for text, _ in ours]
         assert all(stopped for _, stopped in ours)
+
+
+@pytest.mark.slow
+def test_killing_the_build_stops_its_training_workers(tmp_path):
+    """SIGKILL of `python -m models.tiny build` leaves no orphan (training or idle) behind."""
+    import signal
+    import time
+
+    import psutil
+
+    build = subprocess.Popen(
+        [sys.executable, "-m", "models.tiny", "build", "--profile", "quick", "--sizes", "tiny-s,tiny-m",
+         "--cache-dir", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < 3:  # the queue manager + 2 trainers
+        workers = psutil.Process(build.pid).children(recursive=True)
+        time.sleep(0.5)
+    assert len(workers) >= 3, "the build never started its training workers"
+    time.sleep(5)  # let them start training
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for process in alive:
+        process.kill()
+    assert not alive, f"helper processes outlived the build: {[p.cmdline() for p in alive]}"
