@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -33,6 +34,9 @@ SCHEMAS = {
     "evaluate_sweep_schema": EvalSweepConfig,
     "report_schema": ReportConfig,
 }
+
+
+_HYDRA_STATE = threading.Lock()
 
 
 @functools.cache
@@ -69,14 +73,15 @@ def compose(config_name: str, overrides: list[str]):
 def compose_dict(config_name: str, overrides: list[str]):
     """The composed DictConfig, before conversion (used by `--cfg` and by tests)."""
     register_schemas()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as error:
-        raise _as_config_error(error, config_name) from None
-    finally:
+    with _HYDRA_STATE:  # Hydra's global state: one compose at a time per process
         GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                return hydra_compose(config_name=config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise _as_config_error(error, config_name) from None
+        finally:
+            GlobalHydra.instance().clear()
 
 
 def _expand_model_path(override: str) -> list[str]:

@@ -30,10 +30,11 @@ def launch(cfg: EvalSweepConfig, cells: list) -> None:
 
 
 def _launch_local(cfg: EvalSweepConfig, cells: list) -> None:
-    from evaluate.sweep import run_cell_in_subprocess
+    from evaluate.sweep import cell_pythons, run_cell_in_subprocess
 
+    pythons = cell_pythons(cfg, cells)  # here, not in the threads: composing is not thread-safe
     with ThreadPoolExecutor(max_workers=cfg.launcher.max_parallel) as pool:
-        futures = [pool.submit(run_cell_in_subprocess, cfg, cell) for cell in cells]
+        futures = [pool.submit(run_cell_in_subprocess, cfg, cell, pythons[cell]) for cell in cells if cell in pythons]
         for future in tqdm(futures, desc="cells", unit="cell"):
             future.result()
 

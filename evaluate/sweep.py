@@ -173,7 +173,7 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
     return 1 if any(s["status"] != "done" for s in final.values()) else 0
 
 
-def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell) -> None:
+def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell, python: Optional[str] = None) -> None:
     """The local launcher: one process per cell, output to the cell's log file. A crash,
     a kill or the OOM killer fails only this cell."""
     spec_file = status_path(cfg, cell).with_suffix(".spec.json")
@@ -182,10 +182,22 @@ def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell) -> None:
     log_file = log_path(cfg, cell)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as handle:
-        process = subprocess.run([cell_python(cell), "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
+        process = subprocess.run([python or cell_python(cell), "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
                                  stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if process.returncode != 0 and cell_status(cfg, cell)["status"] != "failed":
         _write_status(cfg, cell, status="failed", reason=_exit_reason(process.returncode), log=str(log_file))
+
+
+def cell_pythons(cfg: EvalSweepConfig, cells: list[Cell]) -> dict[Cell, str]:
+    """The interpreter of each cell; a cell whose environment is gone since planning is
+    recorded failed (and left out) instead of stopping the sweep."""
+    pythons = {}
+    for cell in cells:
+        try:
+            pythons[cell] = cell_python(cell)
+        except ConfigError as error:
+            _write_status(cfg, cell, status="failed", reason=f"ConfigError: {error}", log=str(log_path(cfg, cell)))
+    return pythons
 
 
 def cell_python(cell: Cell) -> str:
@@ -256,10 +268,20 @@ def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran:
         print("  rerun with --retry-failed to retry the failed cells")
 
 
+def _report_stamp(cfg: EvalSweepConfig) -> Path:
+    return Path(cfg.results_dir) / "report" / ".built-by-sweep.json"
+
+
 def _report_is_current(cfg: EvalSweepConfig) -> bool:
-    """The default report exists and is newer than the results table it was built from."""
-    report, table = Path(cfg.results_dir) / "report" / "report.html", Path(cfg.results_dir) / "table.parquet"
-    return report.exists() and table.exists() and report.stat().st_mtime >= table.stat().st_mtime
+    """The sweep's last report build completed from the results table as it is now, and
+    nothing rewrote the report since (a stamp written after the whole report)."""
+    stamp, table = _report_stamp(cfg), Path(cfg.results_dir) / "table.parquet"
+    report = Path(cfg.results_dir) / "report" / "report.html"
+    try:
+        built_from = json.loads(stamp.read_text())["table_mtime_ns"]
+        return built_from == table.stat().st_mtime_ns and stamp.stat().st_mtime_ns >= report.stat().st_mtime_ns
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _build_report(cfg: EvalSweepConfig) -> Optional[int]:
@@ -267,4 +289,9 @@ def _build_report(cfg: EvalSweepConfig) -> Optional[int]:
         from evaluate.report import main as report_main
     except ImportError:
         return None
-    return report_main([f"results_dir={cfg.results_dir}"])
+    table = Path(cfg.results_dir) / "table.parquet"
+    table_mtime = table.stat().st_mtime_ns if table.exists() else None
+    code = report_main([f"results_dir={cfg.results_dir}"])
+    if code == 0 and table_mtime is not None:
+        write_json_atomic(_report_stamp(cfg), {"table_mtime_ns": table_mtime})
+    return code

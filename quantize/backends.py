@@ -54,9 +54,10 @@ def running_environment() -> str:
     """The lab environment this interpreter belongs to (an interpreter outside the lab's
     venvs counts as main: it is how the main environment is used without .venv)."""
     prefix = Path(sys.prefix).resolve()
-    if prefix.parent == REPO_ROOT.resolve() and prefix.name.startswith(".venv-"):
-        return prefix.name[len(".venv-"):]
-    return "main"
+    backend_environments = {backend.environment for backend in BACKENDS.values()} - {"main"}
+    if prefix.parent == REPO_ROOT.resolve() and prefix.name.removeprefix(".venv-") in backend_environments:
+        return prefix.name.removeprefix(".venv-")
+    return "main"  # also e.g. scripts/gpu_check.sh's .venv-cuda: the main set on CUDA
 
 
 def check_backend(method: str, backend: str, allowed: tuple[str, ...], implemented: tuple[str, ...]) -> Backend:
@@ -115,7 +116,8 @@ def dispatch(environment: str, module: str, argv: list[str], what: str) -> int:
     python = interpreter(environment, what)
     print(f"{what}: running it with {python}", file=sys.stderr, flush=True)
     env = {**os.environ, DISPATCHED: environment}
-    return subprocess.run([str(python), "-m", module, *argv], env=env, check=False).returncode
+    code = subprocess.run([str(python), "-m", module, *argv], env=env, check=False).returncode
+    return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell reports it
 
 
 def manifest_environment(manifest: dict | None) -> str:

@@ -47,7 +47,7 @@ def assert_store_consistent(root: Path, cells: int) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_family):
     root = tmp_path_factory.mktemp("sweep")
-    result = sweep(root)
+    result = sweep(root, "launcher.max_parallel=2")  # cells in parallel threads, as the demo runs them
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return root, result
 

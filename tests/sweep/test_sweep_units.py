@@ -1,0 +1,53 @@
+"""Fast checks of sweep plumbing that the end-to-end tests cannot reach cheaply."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from configs.compose import compose
+from configs.sweep_schema import EvalSweepConfig
+from evaluate import sweep
+from quantize import backends
+from tests.conftest import TINY_QUICK
+
+
+def test_configs_compose_from_several_threads_at_once():
+    """The local launcher runs cells in threads; Hydra's global state must not race."""
+    overrides = [["method=rtn", "model=tiny-s", f"quant.bits={bits}", *TINY_QUICK] for bits in (8, 4, 3, 2) * 4]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = list(pool.map(lambda o: compose("quantize", o), overrides))
+    assert [job.quant.bits for job in jobs] == [8, 4, 3, 2] * 4
+
+
+def _touch(path, mtime_ns):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_the_report_is_current_only_after_a_complete_build_from_todays_table(tmp_path):
+    cfg = EvalSweepConfig(results_dir=str(tmp_path))
+    table, report, stamp = tmp_path / "table.parquet", tmp_path / "report" / "report.html", sweep._report_stamp(cfg)
+    _touch(table, 1_000_000_000)
+    _touch(report, 2_000_000_000)
+    assert not sweep._report_is_current(cfg)  # no stamp: a build that did not finish, or never ran
+
+    stamp.write_text(json.dumps({"table_mtime_ns": 1_000_000_000}))
+    os.utime(stamp, ns=(3_000_000_000, 3_000_000_000))
+    assert sweep._report_is_current(cfg)
+
+    _touch(report, 4_000_000_000)  # rewritten since (e.g. a filtered `evaluate report`)
+    assert not sweep._report_is_current(cfg)
+    _touch(report, 2_000_000_000)
+    _touch(table, 5_000_000_000)  # new results
+    assert not sweep._report_is_current(cfg)
+
+
+def test_only_known_backend_venvs_count_as_other_environments(monkeypatch):
+    monkeypatch.setattr(sys, "prefix", str(backends.REPO_ROOT / ".venv-cuda"))  # scripts/gpu_check.sh's venv
+    assert backends.running_environment() == "main"
+    monkeypatch.setattr(sys, "prefix", str(backends.REPO_ROOT / ".venv-gptqmodel"))
+    assert backends.running_environment() == "gptqmodel"
