@@ -38,11 +38,14 @@ class Backend:
 BACKENDS = {
     "llmcompressor": Backend("llmcompressor", "main", "llm-compressor (maintained)"),
     "gptqmodel": Backend("gptqmodel", "gptqmodel", "GPTQModel (maintained successor of AutoGPTQ/AutoAWQ)"),
-    # AutoAWQ's README: "officially deprecated", last tested with torch 2.6.0 + transformers
-    # 4.51.3 (the legacy pins), "adopted by the vLLM Project" as llm-compressor.
-    "autoawq": Backend("autoawq", "legacy", "AutoAWQ (deprecated by its authors, last tested with transformers 4.51.3; "
-                                            "the origin pipeline's library)"),
-    "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ (unmaintained; 0.7.1 does not import under transformers 5: no `no_init_weights`)"),
+    # Measured 2026-11-23 in .venv-legacy (requirements/legacy.txt): AutoAWQ quantizes on CPU,
+    # but its GEMM checkpoints reload on CPU only with intel_extension_for_pytorch; AutoGPTQ
+    # refuses to quantize without CUDA ("requires CUDA available"), has no Qwen3, and its
+    # bundled CUDA kernels fail to load against torch 2.6 (undefined symbol).
+    "autoawq": Backend("autoawq", "legacy", "AutoAWQ 0.2.9 (deprecated by its authors; the origin pipeline's library; "
+                                            "quantizes on CPU, reloads on CPU only with intel_extension_for_pytorch)"),
+    "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ 0.7.1 (unmaintained; quantizes only on a CUDA GPU, no Qwen3 "
+                                                "support, its CUDA kernels do not load with torch 2.6)"),
 }
 
 
