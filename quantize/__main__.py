@@ -34,13 +34,9 @@ def main(argv: list[str]) -> int:
             print(OmegaConf.to_yaml(compose_dict("quantize", [a for a in argv if a != "--cfg"])))
             return 0
         job = compose("quantize", argv)
-        from quantize.backends import dispatch, interpreter, needs_dispatch
-        from quantize.methods.base import build_method
+        from quantize.backends import dispatch, needs_dispatch
         from quantize.pipeline import check, quantize_job
 
-        planned_method = build_method(job.method, job.quant, job.model.dtype)
-        if needs_dispatch(planned_method.environment):  # a missing environment fails first
-            interpreter(planned_method.environment, planned_method.runs_in())
         method, _ = check(job)  # everything is validated here, before handing the run on
         if needs_dispatch(method.environment):
             return dispatch(method.environment, "quantize", argv, method.runs_in())

@@ -43,6 +43,8 @@ def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
     from transformers import AutoConfig
 
     method = build_method(job.method, job.quant, job.model.dtype)
+    if needs_dispatch(method.environment):  # a missing environment fails before the model is resolved (or built)
+        interpreter(method.environment, method.runs_in())
     device = pick_device(job.device)
     if method.requires_cuda and device != "cuda":
         raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
