@@ -27,6 +27,19 @@ SMALL = DataSettings(train_per_task=60, dev_per_task=10, eval_per_task=20)
 
 # ---- generator --------------------------------------------------------------------------
 
+def write_task_over_file(folder: Path, name: str, task: str, data_file: Path) -> None:
+    """An lm-eval task `name`: the lab's YAML for `task`, reading `data_file` instead."""
+    (folder / f"{name}.yaml").write_text(textwrap.dedent(f"""\
+        include: {TASKS_DIR / LAB_TASK_NAMES[task]}.yaml
+        task: {name}
+        dataset_path: json
+        dataset_name: null
+        dataset_kwargs:
+          data_files:
+            test: {data_file}
+        test_split: test
+        """))
+
 def test_generator_is_deterministic_for_a_seed_and_varies_with_it():
     first, again, other = (generate_splits(SMALL, seed) for seed in (0, 0, 1))
     assert first == again
@@ -97,16 +110,7 @@ def test_render_prompt_is_exactly_what_lm_eval_builds(tmp_path, monkeypatch):
     for task in TASKS:
         data = tmp_path / f"{task}.jsonl"
         data.write_text("".join(json.dumps(doc) + "\n" for doc in docs["eval"][task]))
-        (tmp_path / f"local_{task}.yaml").write_text(textwrap.dedent(f"""\
-            include: {TASKS_DIR / LAB_TASK_NAMES[task]}.yaml
-            task: local_{task}
-            dataset_path: json
-            dataset_name: null
-            dataset_kwargs:
-              data_files:
-                test: {data}
-            test_split: test
-            """))
+        write_task_over_file(tmp_path, f"local_{task}", task, data)
     loaded = TaskManager(include_path=str(tmp_path)).load([f"local_{t}" for t in TASKS])
     tasks = {name.removeprefix("local_"): task for name, task in _leaf_tasks(loaded).items()}
     assert set(tasks) == set(TASKS)
@@ -373,16 +377,7 @@ def test_lm_eval_generates_exactly_what_the_training_report_scored(quick_family,
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     for task in TASKS:
-        (tmp_path / f"check_{task}.yaml").write_text(textwrap.dedent(f"""\
-            include: {TASKS_DIR / LAB_TASK_NAMES[task]}.yaml
-            task: check_{task}
-            dataset_path: json
-            dataset_name: null
-            dataset_kwargs:
-              data_files:
-                test: {quick_family.data_path(task)}
-            test_split: test
-            """))
+        write_task_over_file(tmp_path, f"check_{task}", task, quick_family.data_path(task))
     results = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8),
                               tasks=[f"check_{t}" for t in TASKS], limit=8, log_samples=True,
                               apply_chat_template=True,
