@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from models.artifact import replace_atomically
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
@@ -177,9 +179,7 @@ def write_result(name: str, result: dict, path: Optional[Path] = None) -> Path:
     payload = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result}
     payload.setdefault("machine", machine_info())
     payload["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    replace_atomically(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"))
     print(f"wrote {path}")
     return path
 

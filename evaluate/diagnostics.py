@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from evaluate.records import mean_and_stderr
+from models.artifact import replace_atomically
 
 
 def reference_distribution(model, tokenizer, prompts: list[str], *, top_k: int, max_tokens: int) -> list[dict]:
@@ -60,10 +61,7 @@ def _next_token_logprobs(model, tokenizer, prompts: list[str], max_tokens: int):
 def save_reference(path: Path, reference: list[dict]) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(reference, tmp)
-    tmp.replace(path)
+    replace_atomically(path, lambda tmp: torch.save(reference, tmp))
 
 
 def load_reference(path: Path):

@@ -20,7 +20,7 @@ from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
 from evaluate import diagnostics, records, store
 from evaluate.harness import run_tasks, task_yaml
-from models.artifact import fingerprint, read_manifest
+from models.artifact import fingerprint, read_manifest, replace_atomically
 from models.loading import load_model
 from models.provenance import provenance
 
@@ -306,11 +306,8 @@ def _tiny_data_file(data_dir: Path, name: str, results_dir: Path) -> Path:
     source = data_dir / "tiny_squad.jsonl"
     target = results_dir / "cache" / f"tiny_text-{_file_hash(str(source))}.jsonl"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps({"text": json.loads(line)["context"]}) for line in source.read_text().splitlines()]
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(target)
+        replace_atomically(target, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return target
 
 

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 
 import pandas as pd
 
-from models.artifact import publish, read_manifest, staging_folder, write_json_atomic
+from models.artifact import publish, read_manifest, replace_atomically, staging_folder, write_json_atomic
 
 SAMPLES = "samples.jsonl"
 
@@ -68,11 +68,8 @@ def write_table(results_dir: Path) -> pd.DataFrame:
     """Rebuild table.parquet and table.csv from the records, atomically."""
     frame = table(results_dir)
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     for name, writer in (("table.parquet", frame.to_parquet), ("table.csv", frame.to_csv)):
-        tmp = results_dir / f".{name}.tmp"
-        writer(tmp, index=False)
-        tmp.replace(results_dir / name)
+        replace_atomically(results_dir / name, lambda tmp: writer(tmp, index=False))
     write_json_atomic(results_dir / "table.columns.json", list(frame.columns))
     return frame
 

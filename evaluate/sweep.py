@@ -161,11 +161,15 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
     reused = [c for c in cells if statuses[c]["status"] == "done"]
     log.info("sweep %s: %d cells, %d already done, %d to run", cfg.sweep.name, len(cells), len(reused), len(todo))
     if todo:
+        from evaluate import store
         from evaluate.launchers import launch
 
         for phase in ([c for c in todo if c.is_baseline], [c for c in todo if not c.is_baseline]):
             if phase:
                 launch(cfg, phase)
+        # Cells rebuild the table as they finish; in parallel, one that read the records
+        # before another published its own can write last, so rebuild once from all.
+        store.write_table(Path(cfg.results_dir))
     final = {cell: cell_status(cfg, cell) for cell in cells}
     _print_summary(cfg, cells, final, ran=set(todo))
     if cfg.report and any(s["status"] == "done" for s in final.values()) and (todo or not _report_is_current(cfg)):

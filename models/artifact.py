@@ -19,7 +19,7 @@ import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,32 @@ def folder_files(folder: Path) -> dict[str, int]:
     }
 
 
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
+
+    The temporary name is unique per call, so concurrent writers of the same file (parallel
+    cells rebuilding one results table) never rename each other's half-written files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON to a temporary file, fsync it and rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    replace_atomically(path, write)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import jinja2
 
 from evaluate.report.plots import Plot
 from evaluate.report.tables import Table
+from models.artifact import replace_atomically
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -67,11 +68,8 @@ def write_csv(content: Content, tables_dir: Path, extra: Optional[list[Table]] =
     tables_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for table in [content.warnings, *(t for s in content.sections for t in s.tables), *(extra or [])]:
-        path = tables_dir / f"{table.name}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.raw.to_csv(tmp, index=False)
-        tmp.replace(path)
-        written[table.name] = path
+        written[table.name] = replace_atomically(tables_dir / f"{table.name}.csv",
+                                                 lambda tmp: table.raw.to_csv(tmp, index=False))
     return written
 
 
@@ -104,8 +102,4 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return replace_atomically(path, lambda tmp: tmp.write_bytes(data))
