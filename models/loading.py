@@ -51,10 +51,14 @@ def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
     """An artifact the hqq library saved (config.json + qmodel.pt): its own loader."""
     import torch
     from hqq.models.hf.base import AutoHQQHFModel
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
 
     compute_dtype = getattr(torch, dtype) if dtype else torch.bfloat16
     model = AutoHQQHFModel.from_quantized(str(folder), compute_dtype=compute_dtype, device=device, **kwargs)
+    if (folder / "generation_config.json").is_file():
+        # hqq builds the model from config.json alone: without this, generation would not
+        # stop at the chat model's end-of-turn token (only at config.json's eos).
+        model.generation_config = GenerationConfig.from_pretrained(folder)
     return model, AutoTokenizer.from_pretrained(folder)
 
 

@@ -41,6 +41,9 @@ class QuantMethod:
     artifact_format: ClassVar[str] = "dense"  # what the weights on disk are
     loader: ClassVar[str] = "transformers"  # how models.loading reloads the artifact
     quantized_on_disk: ClassVar[bool] = True  # False: quantized when loaded (bitsandbytes)
+    # Bump when the method's code writes a different artifact for the same settings: it is
+    # part of the fingerprint, so artifacts written by the old code are not reused.
+    artifact_version: ClassVar[int] = 1
 
     @dataclass
     class Options:
@@ -122,6 +125,7 @@ class QuantMethod:
             "artifact_format": self.artifact_format,
             "loader": self.loader,
             "quantized_on_disk": self.quantized_on_disk,
+            "artifact_version": self.artifact_version,
         }
 
 

@@ -29,6 +29,7 @@ class HQQ(QuantMethod):
     supported_bits = (1, 2, 3, 4, 8)
     artifact_format = "hqq"
     loader = "hqq"
+    artifact_version = 2  # 2: generation_config.json saved beside qmodel.pt
 
     @dataclass
     class Options:
@@ -74,4 +75,5 @@ class HQQ(QuantMethod):
         from hqq.models.hf.base import AutoHQQHFModel
 
         AutoHQQHFModel.save_quantized(model, str(folder))
+        model.generation_config.save_pretrained(folder)  # hqq writes only config.json + qmodel.pt
         tokenizer.save_pretrained(folder)

@@ -116,7 +116,9 @@ def inspected(artifacts) -> dict[str, dict]:
                     weight, levels_group = module.weight.data, group
                 layers[name] = {{"kind": kind, "dtype": str(module.weight.dtype).replace("torch.", ""),
                                  "levels": max_levels(weight, levels_group)}}
-            report[folder] = {{"new_tokens": out.shape[1] - ids.shape[1], "layers": layers}}
+            eos = model.generation_config.eos_token_id
+            report[folder] = {{"new_tokens": out.shape[1] - ids.shape[1], "layers": layers,
+                               "eos": sorted(eos if isinstance(eos, list) else [eos])}}
         print("REPORT" + json.dumps(report))
         """
     )
@@ -138,6 +140,8 @@ def each(artifacts, variant):
 def test_artifact_reloads_in_a_fresh_process_and_generates(artifacts, inspected, variant):
     for model, folder in each(artifacts, variant):
         assert inspected[str(folder)]["new_tokens"] == NEW_TOKENS, model
+        # generation must stop where the source model's does (a chat model's end of turn)
+        assert inspected[str(folder)]["eos"] == inspected[str(artifacts[model, "none"])]["eos"], model
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
