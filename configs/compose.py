@@ -73,6 +73,7 @@ def compose(config_name: str, overrides: list[str]):
 def compose_dict(config_name: str, overrides: list[str]):
     """The composed DictConfig, before conversion (used by `--cfg` and by tests)."""
     register_schemas()
+    _check_override_syntax(overrides)
     with _HYDRA_STATE:  # Hydra's global state: one compose at a time per process
         GlobalHydra.instance().clear()
         try:
@@ -82,6 +83,15 @@ def compose_dict(config_name: str, overrides: list[str]):
             raise _as_config_error(error, config_name) from None
         finally:
             GlobalHydra.instance().clear()
+
+
+def _check_override_syntax(overrides: list[str]) -> None:
+    """Hydra's parser would report these as a lexer error; say what a setting looks like."""
+    for override in overrides:
+        if override.startswith("-"):
+            raise ConfigError(f"unknown option {override!r}: settings are key=value (e.g. quant.bits=4); see --help")
+        if "=" not in override and not override.startswith("~"):
+            raise ConfigError(f"{override!r} is not a setting: write key=value (e.g. quant.bits=4)")
 
 
 def _expand_model_path(override: str) -> list[str]:

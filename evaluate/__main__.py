@@ -43,6 +43,9 @@ def main(argv: list[str]) -> int:
         print(USAGE + f"\neval sets: {', '.join(group_choices('eval'))}; sweeps: {', '.join(group_choices('sweep'))}")
         return 0
     command, args = argv[0], [FLAGS.get(a, a) for a in argv[1:]]
+    if command in COMMANDS and any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
     if command == "cell":  # internal: one sweep cell in its own process (local launcher)
         from evaluate.sweep import run_cell_from_spec
 
@@ -52,7 +55,7 @@ def main(argv: list[str]) -> int:
 
         return report_main(args)
     if command not in COMMANDS:
-        print(f"error: unknown command {command!r}; choices: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"error: unknown command {command!r}; choices: {', '.join([*COMMANDS, 'report'])}", file=sys.stderr)
         return 2
     try:
         if "--cfg" in args:

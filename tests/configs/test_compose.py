@@ -94,6 +94,8 @@ def test_group_size_that_does_not_divide_model_dims_is_rejected_without_weights(
         (["method=rtn", "quant.bits=7", "model=qwen2.5-3b"], "quant.bits=7"),
         (["model.dtype=fp8"], "model.dtype='fp8'"),
         (["quant.group_size=sixty"], "quant.group_size"),
+        (["--bogus"], "'--bogus'"),
+        (["quant.bits"], "key=value"),
     ],
 )
 def test_cli_prints_one_error_line_and_exits_2(args, fragment):
@@ -116,3 +118,18 @@ def test_hub_model_without_network_says_how_to_predownload(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "huggingface-cli download Qwen/Qwen2.5-3B-Instruct" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_evaluate_subcommand_help_prints_usage(command):
+    result = run_cli("evaluate", command, "--help", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--dry-run" in result.stdout and "artifact=<folder>" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [(["sweep", "--bogus"], "'--bogus'"), (["frobnicate"], "'frobnicate'")])
+def test_evaluate_cli_names_unknown_options_and_commands(args, fragment):
+    result = run_cli("evaluate", *args, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and fragment in error_lines[0], result.stderr
