@@ -39,7 +39,7 @@ from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "QLAB_CACHE"
-LAYOUT_VERSION = 1  # bump when the folder layout or the training code changes
+LAYOUT_VERSION = 2  # bump when the folder layout, tokenizer or training code changes
 MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
 

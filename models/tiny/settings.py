@@ -28,7 +28,7 @@ class SizeConfig:
     num_attention_heads: int
     num_key_value_heads: int
     head_dim: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
 
     def __post_init__(self) -> None:
         widths = {

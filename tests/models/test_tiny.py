@@ -183,11 +183,12 @@ def test_tokenizer_chat_template_is_chatml(tokenizer):
     assert not without.endswith("assistant\n")
 
 
-def test_boxed_span_has_the_same_tokens_as_the_passage(tokenizer):
-    passage_ids = tokenizer(" was born in Kalomi.")["input_ids"]
+def test_boxed_answer_holds_the_words_own_tokens(tokenizer):
     span_ids = tokenizer("Kalomi")["input_ids"]
     boxed_ids = tokenizer("\\boxed{Kalomi}")["input_ids"]
-    assert _contains(passage_ids, span_ids) and _contains(boxed_ids, span_ids)
+    assert _contains(boxed_ids, span_ids)  # no "{Kalomi" merge
+    # Spaces attach to the next word as in Qwen ("Ġborn"), never a token of their own.
+    assert all(token.strip("Ġ") for token in tokenizer.tokenize(" was born in Kalomi."))
 
 
 def _contains(ids: list[int], part: list[int]) -> bool:
