@@ -255,12 +255,14 @@ def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> N
 
 
 def _train_in_parallel(jobs: list) -> dict[str, dict]:
-    """One process per size (one torch thread each), as many at once as there are cores;
-    the largest sizes start first so the smallest fill in behind them."""
+    """One process per size, one torch thread each, all started at once even with fewer
+    cores than sizes: the OS shares the cores, the smallest size finishes first and the
+    others then have a core each. Queueing a size behind another until a core is free
+    leaves a core idle at the end (measured: 15.5 min for the full family on 2 cores)."""
     from models.tiny.training import train_size
 
     context = multiprocessing.get_context("spawn")
-    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    workers = len(jobs)
     ordered = sorted(jobs, key=lambda job: SIZES.index(job.size), reverse=True)
     manager = SyncManager(ctx=context)
     manager.start(initializer=die_with_parent, initargs=(os.getpid(),))

@@ -261,3 +261,42 @@ def test_evaluate_run_is_handed_to_the_gptqmodel_environment(lab):
     assert found["tiny_arc"]["artifact"]["method"] == "gptq"
     assert "gptqmodel" in found["tiny_arc"]["versions"]  # evaluated in that environment
     assert found["kl_divergence"]["metrics"]["kl_divergence"] >= 0.0
+
+
+# Other bit widths and group sizes than the 4-bit, group-32 artifact above.
+GPTQ_WIDTHS = [(2, 64), (3, 128), (8, -1)]
+
+
+@pytest.fixture(scope="module")
+def gptq_widths(lab):
+    return {(bits, group): quantize(lab["root"] / "artifacts", "method=gptq", "method.backend=gptqmodel",
+                                    f"quant.bits={bits}", f"quant.group_size={group}",
+                                    "calibration.num_samples=16", "calibration.seq_len=128")[0]
+            for bits, group in GPTQ_WIDTHS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits, group", GPTQ_WIDTHS)
+def test_gptq_at_other_widths_packs_that_many_bits_and_reloads(lab, gptq_widths, gptqmodel_env, bits, group):
+    from safetensors import safe_open
+
+    folder = gptq_widths[(bits, group)]
+    config = json.loads((folder / "config.json").read_text())["quantization_config"]
+    assert (config["bits"], config["group_size"]) == (bits, group)
+    baseline = lab["baselines"]["gptq"]
+    with safe_open(str(folder / "model.safetensors"), "pt") as packed, \
+            safe_open(str(baseline / "model.safetensors"), "pt") as dense:
+        qweights = [key for key in packed.keys() if key.endswith(".qweight")]  # noqa: SIM118
+        assert len(qweights) == 7
+        for key in qweights:
+            rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
+            assert packed.get_slice(key).get_shape() == [columns * bits // 32, rows], key  # `bits` per weight
+    out = in_gptqmodel_env(gptqmodel_env, f"""
+        import json
+        from models.loading import load_model
+        model, tokenizer = load_model({str(folder)!r}, device="cpu")
+        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=5, do_sample=False)
+        print(json.dumps({{"new": out[0, ids.shape[1]:].tolist()}}))
+        """)
+    assert len(out["new"]) >= 1
