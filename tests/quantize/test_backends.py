@@ -75,11 +75,7 @@ def test_group_size_must_divide_the_model_dims(tmp_path, method):
         plan(compose("quantize", [f"model={folder}", f"method={method}", "quant.group_size=128", "quant.bits=4", symmetric]))
 
 
-@pytest.mark.parametrize(
-    "method, backend, environment",
-    [("gptq", "gptqmodel", "gptqmodel"), ("awq", "gptqmodel", "gptqmodel"),
-     ("awq", "autoawq", "legacy"), ("gptq", "auto-gptq", "legacy")],
-)
+@pytest.mark.parametrize("method, backend, environment", [("gptq", "gptqmodel", "gptqmodel"), ("awq", "gptqmodel", "gptqmodel")])
 def test_backend_in_another_environment_says_what_is_missing_and_the_alternative(model_dir, method, backend, environment):
     if is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine (tests/quantize/test_backends_gptqmodel.py covers the message)")
@@ -93,15 +89,29 @@ def test_backend_in_another_environment_says_what_is_missing_and_the_alternative
     assert "method.backend=llmcompressor" in message
 
 
-@pytest.mark.parametrize("method, backend", [("gptq", "gptqmodel"), ("awq", "autoawq")])
-def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, method, backend):
+@pytest.mark.parametrize("method, backend", [("awq", "autoawq"), ("gptq", "auto-gptq")])
+def test_a_backend_the_lab_does_not_run_is_refused_without_sending_the_user_to_build_it(model_dir, method, backend):
+    """Whether or not .venv-legacy is built: building it would not make the run possible."""
+    with pytest.raises(ConfigError) as error:
+        plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
+    message = str(error.value)
+    assert "\n" not in message
+    assert BACKENDS[backend].library in message and "code path is not written" in message
+    assert "method.backend=llmcompressor" in message
+    assert "scripts/setup.sh" not in message
+
+
+@pytest.mark.parametrize("method, backend, expected", [("gptq", "gptqmodel", "scripts/setup.sh gptqmodel"),
+                                                        ("awq", "autoawq", "code path is not written")])
+def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, method, backend, expected):
     environment = BACKENDS[backend].environment
-    if is_built(environment):
+    if backend == "gptqmodel" and is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine: the run would be handed to it")
     result = run_cli("quantize", f"method={method}", f"model={model_dir}", f"method.backend={backend}")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert f"scripts/setup.sh {environment}" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
 
 
 def test_every_backend_environment_has_a_requirements_file():
