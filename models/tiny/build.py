@@ -262,17 +262,15 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     from models.tiny.training import train_size
 
     context = multiprocessing.get_context("spawn")
-    workers = len(jobs)
-    ordered = sorted(jobs, key=lambda job: SIZES.index(job.size), reverse=True)
     manager = SyncManager(ctx=context)
     manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
-    with manager, ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+    with manager, ProcessPoolExecutor(max_workers=len(jobs), mp_context=context, initializer=die_with_parent,
                                       initargs=(os.getpid(),)) as pool:
         queue = manager.Queue()
-        for job in ordered:
+        for job in jobs:
             job.progress = queue
-        futures = {job.size: pool.submit(train_size, job) for job in ordered}
-        status = {job.size: "waiting" for job in ordered}
+        futures = {job.size: pool.submit(train_size, job) for job in jobs}
+        status = {job.size: "waiting" for job in jobs}
         with tqdm(desc="training tiny family", unit="eval") as bar:
             while not all(f.done() for f in futures.values()) or not queue.empty():
                 try:

@@ -29,7 +29,8 @@ from quantize.pipeline import plan
 from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
 from tests.quantize.test_backends import config_only_checkpoint
 
-GPTQMODEL = ["method.backend=gptqmodel", "quant.group_size=32", "calibration.num_samples=16", "calibration.seq_len=128"]
+SMALL_CALIBRATION = ["calibration.num_samples=16", "calibration.seq_len=128"]
+GPTQMODEL = ["method.backend=gptqmodel", "quant.group_size=32", *SMALL_CALIBRATION]
 
 
 def build_job(*overrides: str):
@@ -164,6 +165,20 @@ def lab(gptqmodel_env, tmp_path_factory, tiny_family):
     return {"root": root, "baselines": baselines, "gptq": gptq, "awq": awq, "runs": {"gptq": gptq_run, "awq": awq_run}}
 
 
+def generate_in_gptqmodel_env(python: Path, artifact: Path) -> dict:
+    """Load `artifact` with the lab's loader in that environment and generate 5 tokens:
+    the new token ids and the class names of the q_proj modules."""
+    return in_gptqmodel_env(python, f"""
+        import json
+        from models.loading import load_model
+        model, tokenizer = load_model({str(artifact)!r}, device="cpu")
+        kinds = sorted({{type(m).__name__ for n, m in model.named_modules() if n.endswith("q_proj")}})
+        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=5, do_sample=False)
+        print(json.dumps({{"new": out[0, ids.shape[1]:].tolist(), "kinds": kinds}}))
+        """)
+
+
 def in_gptqmodel_env(python: Path, script: str) -> dict:
     result = subprocess.run([str(python), "-c", textwrap.dedent(script)], capture_output=True, text=True, cwd=REPO_ROOT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=600, check=False)
@@ -225,15 +240,7 @@ def test_weights_are_packed_4_bit_and_smaller(lab, method):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_reloads_in_the_gptqmodel_environment_and_generates(lab, gptqmodel_env, method):
-    out = in_gptqmodel_env(gptqmodel_env, f"""
-        import json, torch
-        from models.loading import load_model
-        model, tokenizer = load_model({str(lab[method])!r}, device="cpu")
-        kinds = sorted({{type(m).__name__ for n, m in model.named_modules() if n.endswith("q_proj")}})
-        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
-        out = model.generate(ids, max_new_tokens=5, do_sample=False)
-        print(json.dumps({{"new": out[0, ids.shape[1]:].tolist(), "kinds": kinds}}))
-        """)
+    out = generate_in_gptqmodel_env(gptqmodel_env, lab[method])
     assert len(out["new"]) >= 1
     assert out["kinds"] and all("Linear" in k and k != "Linear" for k in out["kinds"]), out["kinds"]  # a quantized linear
 
@@ -270,8 +277,7 @@ GPTQ_WIDTHS = [(2, 64), (3, 128), (8, -1)]
 @pytest.fixture(scope="module")
 def gptq_widths(lab):
     return {(bits, group): quantize(lab["root"] / "artifacts", "method=gptq", "method.backend=gptqmodel",
-                                    f"quant.bits={bits}", f"quant.group_size={group}",
-                                    "calibration.num_samples=16", "calibration.seq_len=128")[0]
+                                    f"quant.bits={bits}", f"quant.group_size={group}", *SMALL_CALIBRATION)[0]
             for bits, group in GPTQ_WIDTHS}
 
 
@@ -291,12 +297,4 @@ def test_gptq_at_other_widths_packs_that_many_bits_and_reloads(lab, gptq_widths,
         for key in qweights:
             rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
             assert packed.get_slice(key).get_shape() == [columns * bits // 32, rows], key  # `bits` per weight
-    out = in_gptqmodel_env(gptqmodel_env, f"""
-        import json
-        from models.loading import load_model
-        model, tokenizer = load_model({str(folder)!r}, device="cpu")
-        ids = tokenizer("What is 2 + 3?", return_tensors="pt").input_ids
-        out = model.generate(ids, max_new_tokens=5, do_sample=False)
-        print(json.dumps({{"new": out[0, ids.shape[1]:].tolist()}}))
-        """)
-    assert len(out["new"]) >= 1
+    assert len(generate_in_gptqmodel_env(gptqmodel_env, folder)["new"]) >= 1
