@@ -3,6 +3,7 @@ failure-isolated, and safe to kill at any moment."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from evaluate import store
@@ -106,16 +108,73 @@ def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_f
     assert log_file.read_text().count("num_samples=100000") > before  # it really ran again
 
 
-@pytest.mark.parametrize("kill_after", [4, 12, 25, 45])
-def test_killed_sweep_resumes_without_losing_or_duplicating_work(tmp_path, tiny_family, kill_after):
-    process = subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(tmp_path)], cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+KILL_HOOK = Path(__file__).parent / "kill_at"  # its sitecustomize.py SIGKILLs the sweep at a named point
+
+
+def start_sweep(root: Path, env: dict | None = None) -> subprocess.Popen:
+    """The sweep in its own process group (its cells inherit it), output discarded."""
+    return subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(root)], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def published(root: Path) -> dict[Path, int]:
+    """Every complete artifact and record folder, with its manifest's modification time."""
+    folders = [p for p in (root / "artifacts").glob("*/*") if not p.name.startswith(".")]
+    folders += [p for p in (root / "results" / "records").glob("*/*") if not p.name.startswith(".")]
+    return {p: (p / "manifest.json").stat().st_mtime_ns for p in folders if read_manifest(p)}
+
+
+def done_cells(root: Path) -> int:
+    return sum(json.loads(p.read_text()).get("status") == "done"
+               for p in (root / "sweeps" / "small" / "cells").glob("*.json") if not p.name.endswith(".spec.json"))
+
+
+def assert_resumes_exactly(root: Path) -> None:
+    """After a kill: nothing incomplete is visible; the rerun finishes every cell, reuses
+    the finished ones, rewrites no published artifact or record, and duplicates nothing."""
+    for folder in [*(root / "artifacts").glob("*/*"), *(root / "results" / "records").glob("*/*")]:
+        assert folder.name.startswith(".") or read_manifest(folder) is not None, folder
+    before, finished = published(root), done_cells(root)
+    result = sweep(root)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert f"{4 - finished} done, {finished} reused, 0 failed" in result.stdout
+    assert_store_consistent(root, cells=4)
+    after = published(root)
+    assert {p: after.get(p) for p in before} == before  # finished work was not redone
+    assert len(pd.read_parquet(root / "results" / "table.parquet")) == sum("records" in p.parts for p in after)
+
+
+@pytest.mark.parametrize("kill_after", [6, 25])
+def test_sweep_killed_at_an_arbitrary_moment_resumes_exactly(tmp_path, tiny_family, kill_after):
+    process = start_sweep(tmp_path)
     time.sleep(kill_after)
     os.killpg(process.pid, signal.SIGKILL)  # the sweep and its running cell, mid-whatever
     process.wait()
-    for folder in (tmp_path / "artifacts").glob("*/*"):
-        assert folder.name.startswith(".") or read_manifest(folder) is not None
-    result = sweep(tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert_store_consistent(tmp_path, cells=4)
+    assert_resumes_exactly(tmp_path)
+
+
+@pytest.mark.parametrize("point", ["artifact-publish", "record-write", "record-publish", "table-write", "status-write"])
+def test_sweep_killed_inside_a_write_resumes_exactly(tmp_path, tiny_family, finished, point):
+    """Killed at an exact moment: inside quantize's artifact write, between two records of
+    an evaluation, inside a record's write, the results table's, a cell's status file's.
+    Each hit counts: the baseline cell runs first, so the n chosen here lands in the first
+    variant cell after the baseline's own writes (or, for the table, in the baseline's)."""
+    baseline_records = sum(r["artifact"]["is_baseline"] for _, r in store.iter_records(finished[0] / "results"))
+    nth = {"artifact-publish": 2, "record-write": baseline_records + 2, "record-publish": baseline_records + 1,
+           "table-write": 1, "status-write": 2}[point]
+    counter = tmp_path / "kill-counter"
+    process = start_sweep(tmp_path / "lab", env={"PYTHONPATH": os.pathsep.join([str(KILL_HOOK), str(REPO_ROOT)]),
+                                                 "QLAB_KILL_AT": f"{point}:{nth}", "QLAB_KILL_COUNTER": str(counter)})
+    assert process.wait(timeout=900) == -signal.SIGKILL, f"the sweep ended before reaching {point} #{nth}"
+    assert counter.stat().st_size == nth
+    root = tmp_path / "lab"
+    leftovers = {  # what the kill interrupted: proof that it landed inside that write
+        "artifact-publish": [p for p in (root / "artifacts").glob("*/.*.tmp-*") if (p / "manifest.json").is_file()],
+        "record-write": [p for p in (root / "results" / "records").glob("*/*") if not p.name.startswith(".")][baseline_records:],
+        "record-publish": [p for p in (root / "results" / "records").glob("*/.*.tmp-*") if (p / "manifest.json").is_file()],
+        "table-write": list((root / "results").glob(".table.parquet.tmp-*")),
+        "status-write": list((root / "sweeps" / "small" / "cells").glob(".*.json.tmp-*")),
+    }[point]
+    assert leftovers, f"nothing shows the kill landed inside {point}"
+    assert_resumes_exactly(root)
