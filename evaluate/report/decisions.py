@@ -9,7 +9,8 @@
 - Pareto fronts: accuracy vs memory, accuracy vs throughput.
 - Decision matrix: per memory budget, the most accurate variant that fits with a tier no
   worse than `decisions.quality_floor` (ties: less memory, then more tokens/s); per
-  scenario: maximum quality (no floor), best quality per GB, maximum throughput with the
+  scenario: maximum quality (no floor; a gain over the baseline that is not significant
+  counts as a tie with the baseline; ties: more bits, then less memory), best quality per GB, maximum throughput with the
   quality floor (and `decisions.min_accuracy`), smallest memory with the floor.
 """
 
@@ -43,6 +44,7 @@ def deployment_rows(summary: pd.DataFrame, speed: dict, cfg: ReportConfig) -> pd
             "variant": row.variant, "model": row.model, "size_b": row.size_b, "method": row.method, "bits": row.bits,
             "group": row.group, "label": row.label, "is_baseline": row.is_baseline,
             "primary": row.primary, "delta_pp": row.delta_pp, "tier": row.tier, "viable": row.viable,
+            "significant": bool(getattr(row, "significant", False)),
             "size_on_disk_gb": disk / GIB if disk else math.nan,
             "peak_memory_gb": peak / GIB if peak else math.nan, "peak_memory_kind": kind,
             "memory_gb": memory, "memory_basis": basis, "device": measured.get("device"),
@@ -103,7 +105,10 @@ def scenarios(deploy: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     if cfg.decisions.min_accuracy is not None:
         floor_text += f", accuracy >= {cfg.decisions.min_accuracy:.0%}"
     picks = [
-        ("maximum quality", _best(scored, by=[("primary", False), ("memory_gb", True)]), "highest accuracy, any tier"),
+        ("maximum quality", _best(scored.assign(credited=credited_accuracy(scored)),
+                                  by=[("credited", False), ("bits", False), ("memory_gb", True)]),
+         "highest accuracy, any tier; a gain over the baseline that is not significant counts as a tie with it "
+         "(ties: more bits, then less memory)"),
         ("best quality per GB", _best(per_gb, by=[("per_gb", False), ("primary", False)]),
          f"accuracy / memory, {floor_text}"),
         ("maximum throughput", _best(fast, by=[("decode_tokens_per_s", False), ("primary", False)]),
@@ -111,6 +116,15 @@ def scenarios(deploy: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
         ("smallest memory", _best(ok, by=[("memory_gb", True), ("primary", False)]), f"memory, {floor_text}"),
     ]
     return pd.DataFrame([_decision(name, best, rule) for name, best, rule in picks])
+
+
+def credited_accuracy(frame: pd.DataFrame) -> pd.Series:
+    """Accuracy, with a variant's gain over its baseline credited only when significant:
+    a quantized model that beats its baseline by noise is not the most accurate choice."""
+    if frame.empty:
+        return frame.primary
+    noise_gain = ~frame.is_baseline.astype(bool) & (frame.delta_pp > 0) & ~frame.significant.astype(bool)
+    return frame.primary.where(~noise_gain, frame.primary - frame.delta_pp / 100)
 
 
 def _candidates(deploy: pd.DataFrame, floor: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pytest
 from configs.report_schema import ReportConfig
 from evaluate.report import decisions
 from evaluate.report.build import analyse
-from tests.evaluate.report.builder import Spec, write_speed, write_task
+from tests.evaluate.report.builder import Spec, write_speed, write_store, write_task
 
 
 def config(store, **decision_settings) -> ReportConfig:
@@ -38,7 +38,7 @@ def test_best_variant_per_memory_budget(sweep_store):
 def test_scenarios_respect_the_quality_floor(sweep_store):
     a = analyse(config(sweep_store))
     assert picked(a.scenarios) == {
-        "maximum quality": "large gptq-w4a16-g128",
+        "maximum quality": "large none-bf16",  # gptq w4 ties it at 80%; ties go to more bits
         "best quality per GB": "small gptq-w4a16-g128",  # 0.58 / 0.4 beats rtn w4 0.56 / 0.4
         "maximum throughput": "small gptq-w4a16-g128",  # 210 tok/s; rtn w3 (220) is unacceptable
         "smallest memory": "small gptq-w4a16-g128",  # ties rtn w4 at 0.4 GiB, more accurate
@@ -78,3 +78,14 @@ def test_pareto_front_by_hand():
     assert list(front) == [False, True, False, False, True]
     speed = pd.DataFrame({"tps": [100.0, 200.0, 150.0], "primary": [0.8, 0.6, 0.6]})
     assert list(decisions.pareto_front(speed, "tps", "primary", x_lower_is_better=False)) == [True, True, False]
+
+
+@pytest.mark.parametrize("gained, expected", [(2, "m none-bf16"), (40, "m rtn-w3a16-g32")])
+def test_maximum_quality_credits_only_a_significant_gain_over_the_baseline(tmp_path, gained, expected):
+    """+2 of 200 is not significant: a tie with the baseline, which wins it on bits (a
+    3-bit model measured 1 point above its baseline is not the most accurate choice).
+    +40 of 200 is significant and wins outright."""
+    specs = [Spec(model="m", disk_gib=1.0, memory_gib=1.0, decode_tps=100),
+             Spec(model="m", method="rtn", bits=3, group=32, gained=gained, disk_gib=0.4, memory_gib=0.4, decode_tps=150)]
+    write_store(tmp_path, specs, {"math": (200, {"m": 100}, True)})
+    assert picked(analyse(ReportConfig(results_dir=str(tmp_path))).scenarios)["maximum quality"] == expected
