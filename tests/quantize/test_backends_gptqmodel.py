@@ -298,3 +298,36 @@ def test_gptq_at_other_widths_packs_that_many_bits_and_reloads(lab, gptq_widths,
             rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
             assert packed.get_slice(key).get_shape() == [columns * bits // 32, rows], key  # `bits` per weight
     assert len(generate_in_gptqmodel_env(gptqmodel_env, folder)["new"]) >= 1
+
+
+# GPTQModel's AWQ at the other group sizes than the group-32 artifact above (its GEMM format is 4-bit only).
+AWQ_GROUPS = [64, 128, -1]
+
+
+@pytest.fixture(scope="module")
+def awq_groups(lab):
+    return {group: quantize(lab["root"] / "artifacts", "method=awq", "method.backend=gptqmodel", "model.dtype=bfloat16",
+                            "quant.bits=4", f"quant.group_size={group}", *SMALL_CALIBRATION)[0]
+            for group in AWQ_GROUPS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", AWQ_GROUPS)
+def test_awq_at_other_group_sizes_packs_4_bits_with_one_scale_per_group_and_reloads(lab, awq_groups, gptqmodel_env,
+                                                                                   group):
+    from safetensors import safe_open
+
+    folder = awq_groups[group]
+    config = json.loads((folder / "config.json").read_text())["quantization_config"]
+    assert (config["bits"], config["group_size"]) == (4, group)
+    baseline = lab["baselines"]["awq"]
+    with safe_open(str(folder / "model.safetensors"), "pt") as packed, \
+            safe_open(str(baseline / "model.safetensors"), "pt") as dense:
+        qweights = [key for key in packed.keys() if key.endswith(".qweight")]  # noqa: SIM118
+        assert len(qweights) == 7
+        for key in qweights:
+            rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
+            groups = 1 if group == -1 else columns // group
+            assert packed.get_slice(key).get_shape() == [columns, rows * 4 // 32], key  # GEMM packs the output dim
+            assert packed.get_slice(key.removesuffix(".qweight") + ".scales").get_shape() == [groups, rows], key
+    assert len(generate_in_gptqmodel_env(gptqmodel_env, folder)["new"]) >= 1
