@@ -87,7 +87,7 @@ def _validate(cells: list[Cell]) -> None:
         try:
             job = compose("quantize", list(cell.quantize_overrides))
             method = build_method(job.method, job.quant, job.model.dtype)
-            _python(method)  # its environment must be built
+            _interpreter_for(method)  # its environments must be built
             if cell.eval_overrides not in valid_evals:  # usually one for the whole sweep
                 compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
                 valid_evals.add(cell.eval_overrides)
@@ -132,11 +132,10 @@ def _write_status(cfg: EvalSweepConfig, cell: Cell, **fields) -> None:
 def run_cell(cfg: EvalSweepConfig, cell: Cell) -> dict:
     """Quantize then evaluate one cell; always ends by writing its status file."""
     from evaluate.run import evaluate_artifact
-    from quantize.pipeline import quantize_job
 
     started = time.time()
     try:
-        artifact = quantize_job(compose("quantize", list(cell.quantize_overrides)))
+        artifact = _quantize(cell)
         records = evaluate_artifact(compose("evaluate_run", [f"artifact={artifact}", *cell.eval_overrides]))
     except Exception as error:  # noqa: BLE001 - any failure is this cell's, recorded and isolated
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
@@ -205,17 +204,46 @@ def cell_pythons(cfg: EvalSweepConfig, cells: list[Cell]) -> dict[Cell, str]:
 
 
 def cell_python(cell: Cell) -> str:
-    """The interpreter a cell runs with: that of the environment its method runs in."""
+    return _interpreter_for(_method(cell))
+
+
+def _interpreter_for(method) -> str:
+    """The interpreter a cell runs with: that of the environment its artifact loads in
+    (where it is evaluated), which is where its method runs except for AutoAWQ's."""
+    from quantize.backends import interpreter, needs_dispatch
+
+    if method.load_environment not in (None, method.environment) and needs_dispatch(method.environment):
+        interpreter(method.environment, method.runs_in())  # its quantize step needs this one: missing says so now
+    environment = method.load_environment or method.environment
+    return str(interpreter(environment, method.runs_in())) if needs_dispatch(environment) else sys.executable
+
+
+def _method(cell: Cell):
     from quantize.methods.base import build_method
 
     job = compose("quantize", list(cell.quantize_overrides))
-    return _python(build_method(job.method, job.quant, job.model.dtype))
+    return build_method(job.method, job.quant, job.model.dtype)
 
 
-def _python(method) -> str:
-    from quantize.backends import interpreter, needs_dispatch
+def _quantize(cell: Cell) -> Path:
+    """The cell's artifact, made in this process, or by `python -m quantize` with the
+    interpreter of the method's environment when the cell runs elsewhere (AutoAWQ: made
+    in legacy, evaluated in gptqmodel, where its checkpoint loads)."""
+    from quantize.backends import DISPATCHED, interpreter, needs_dispatch
+    from quantize.pipeline import quantize_job
 
-    return str(interpreter(method.environment, method.runs_in())) if needs_dispatch(method.environment) else sys.executable
+    method = _method(cell)
+    if not needs_dispatch(method.environment):
+        return quantize_job(compose("quantize", list(cell.quantize_overrides)))
+    python = interpreter(method.environment, method.runs_in())
+    log.info("%s: quantizing with %s", cell.id, python)
+    result = subprocess.run([str(python), "-m", "quantize", *cell.quantize_overrides], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            text=True, check=False, env={**os.environ, DISPATCHED: method.environment})
+    print(result.stdout, end="", flush=True)  # stderr went to the cell's log already
+    if result.returncode != 0:
+        raise RuntimeError(f"python -m quantize in the '{method.environment}' environment exited with code "
+                           f"{result.returncode} (its output is above in this log)")
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def run_cell_from_spec(spec_file: Path) -> int:

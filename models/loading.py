@@ -7,6 +7,7 @@ library saves its own format registers its loader in `LOADERS`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -34,9 +35,29 @@ def load_model(folder: Path, *, dtype: str | None = None, device: str = "auto", 
     return model.eval(), tokenizer
 
 
+def load_tokenizer(folder, **kwargs):
+    """`AutoTokenizer.from_pretrained`, also where transformers 4 reads a tokenizer that
+    transformers 5 saved (the tiny family's, in the legacy environment): its config names
+    a class 4.x does not have, so it is rebuilt from its tokenizer.json, special tokens and
+    chat template, which are all that decide its token ids."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast, __version__
+
+    config_file = Path(folder) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if int(__version__.split(".")[0]) >= 5 or config.get("tokenizer_class") != "TokenizersBackend":
+        return AutoTokenizer.from_pretrained(folder, **kwargs)
+    specials = {key: config[key] for key in ("bos_token", "eos_token", "pad_token", "unk_token") if config.get(key)}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(Path(folder) / "tokenizer.json"), **specials,
+                                        additional_special_tokens=list(config.get("extra_special_tokens") or []),
+                                        model_max_length=config.get("model_max_length", int(1e30)))
+    template = Path(folder) / "chat_template.jinja"
+    tokenizer.chat_template = template.read_text() if template.is_file() else config.get("chat_template")
+    return tokenizer
+
+
 def _load_with_transformers(folder: Path, dtype: str | None, device: str, **kwargs):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
         folder,
@@ -44,14 +65,14 @@ def _load_with_transformers(folder: Path, dtype: str | None, device: str, **kwar
         device_map=device if device != "cpu" else None,
         **kwargs,
     )
-    return model, AutoTokenizer.from_pretrained(folder)
+    return model, load_tokenizer(folder)
 
 
 def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
     """An artifact the hqq library saved (config.json + qmodel.pt): its own loader."""
     import torch
     from hqq.models.hf.base import AutoHQQHFModel
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import GenerationConfig
 
     compute_dtype = getattr(torch, dtype) if dtype else torch.bfloat16
     model = AutoHQQHFModel.from_quantized(str(folder), compute_dtype=compute_dtype, device=device, **kwargs)
@@ -59,7 +80,7 @@ def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
         # hqq builds the model from config.json alone: without this, generation would not
         # stop at the chat model's end-of-turn token (only at config.json's eos).
         model.generation_config = GenerationConfig.from_pretrained(folder)
-    return model, AutoTokenizer.from_pretrained(folder)
+    return model, load_tokenizer(folder)
 
 
 def _load_with_gptqmodel(folder: Path, dtype: str | None, device: str, **kwargs):
@@ -72,7 +93,7 @@ def _load_with_gptqmodel(folder: Path, dtype: str | None, device: str, **kwargs)
 
         import_gptqmodel()
     except ImportError:
-        raise ConfigError(f"{folder} is a GPTQModel artifact and loads only where gptqmodel is installed: use "
+        raise ConfigError(f"{folder} is packed in a GPTQ/AWQ format and loads only where gptqmodel is installed: use "
                           ".venv-gptqmodel/bin/python (`python -m evaluate run` hands it over; build it with "
                           "`scripts/setup.sh gptqmodel`)") from None
     return _load_with_transformers(folder, dtype, device, **kwargs)

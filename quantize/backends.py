@@ -38,12 +38,12 @@ class Backend:
 BACKENDS = {
     "llmcompressor": Backend("llmcompressor", "main", "llm-compressor (maintained)"),
     "gptqmodel": Backend("gptqmodel", "gptqmodel", "GPTQModel (maintained successor of AutoGPTQ/AutoAWQ)"),
-    # Measured 2026-11-23 in .venv-legacy (requirements/legacy.txt): AutoAWQ quantizes on CPU,
-    # but its GEMM checkpoints reload on CPU only with intel_extension_for_pytorch; AutoGPTQ
-    # refuses to quantize without CUDA ("requires CUDA available"), has no Qwen3, and its
-    # bundled CUDA kernels fail to load against torch 2.6 (undefined symbol).
-    "autoawq": Backend("autoawq", "legacy", "AutoAWQ 0.2.9 (deprecated by its authors; the origin pipeline's library; "
-                                            "quantizes on CPU, reloads on CPU only with intel_extension_for_pytorch)"),
+    # Measured in .venv-legacy (requirements/legacy.txt): AutoAWQ quantizes on CPU; its GEMM
+    # checkpoints load with GPTQModel (.venv-gptqmodel, where lm-eval is) and, on a CPU, with
+    # AutoAWQ's own loader only through intel_extension_for_pytorch. AutoGPTQ refuses to
+    # quantize without CUDA ("requires CUDA available"), has no Qwen3, and its bundled CUDA
+    # kernels fail to load against torch 2.6 (undefined symbol).
+    "autoawq": Backend("autoawq", "legacy", "AutoAWQ 0.2.9 (deprecated by its authors; the origin pipeline's library)"),
     "auto-gptq": Backend("auto-gptq", "legacy", "AutoGPTQ 0.7.1 (unmaintained; quantizes only on a CUDA GPU, no Qwen3 "
                                                 "support, its CUDA kernels do not load with torch 2.6)"),
 }
@@ -123,5 +123,7 @@ def dispatch(environment: str, module: str, argv: list[str], what: str) -> int:
 
 
 def manifest_environment(manifest: dict | None) -> str:
-    """The environment an artifact was made in (and loads in)."""
-    return ((manifest or {}).get("method") or {}).get("environment") or "main"
+    """The environment an artifact loads in: where it was made, unless its method says
+    otherwise (AutoAWQ's checkpoints are made in legacy and load in gptqmodel)."""
+    method = (manifest or {}).get("method") or {}
+    return method.get("load_environment") or method.get("environment") or "main"

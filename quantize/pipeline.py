@@ -132,11 +132,10 @@ def _calibration(job: QuantizeJobConfig, method: QuantMethod, source_dir: Path):
     """The calibration samples (tokenizer only, no weights), if the method needs them."""
     if not method.needs_calibration:
         return None
-    from transformers import AutoTokenizer
-
     from calibration import load_calibration
+    from models.loading import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code)
+    tokenizer = load_tokenizer(source_dir, trust_remote_code=job.model.trust_remote_code)
     return load_calibration(job.calibration, tokenizer, model=job.model)
 
 

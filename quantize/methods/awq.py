@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.errors import ConfigError
+from configs.schema import PER_CHANNEL
 from quantize.backends import check_backend
 from quantize.llmcompressor_support import (
     IGNORED_LAYERS,
@@ -31,8 +32,10 @@ class AWQ(QuantMethod):
     the run to it; 4-bit GEMM format, packed int32, reloaded with the `gptqmodel` loader;
     model.dtype bfloat16 or float16, as its AWQ modules refuse float32;
     its scale search always uses duo scaling and a 20-point grid, so those settings must
-    stay at their defaults); autoawq (declared only: the legacy environment's code path is
-    not written). On a machine without an accelerator, llm-compressor's pinning of cached
+    stay at their defaults); autoawq (AutoAWQ, the origin pipeline's library, in
+    `.venv-legacy`: 4-bit GEMM format, model.dtype float16, its grid fixed at 20 points;
+    groups only, no per-channel; the checkpoint loads in `.venv-gptqmodel` with the `gptqmodel` loader, where
+    `python -m evaluate run` hands it). On a machine without an accelerator, llm-compressor's pinning of cached
     activations is skipped (see `cpu_safe_intermediates_cache`).
     """
 
@@ -54,8 +57,11 @@ class AWQ(QuantMethod):
 
     def validate(self) -> None:
         super().validate()
-        self.backend = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor", "gptqmodel"))
+        self.backend = check_backend(self.name, self.options.backend, self.backends,
+                                     ("llmcompressor", "gptqmodel", "autoawq"))
         self.environment = self.backend.environment
+        if self.backend.name == "autoawq":
+            self._validate_autoawq()
         if self.backend.name == "gptqmodel":
             self.artifact_format, self.loader = "awq-gemm", "gptqmodel"
             if self.quant.bits != 4:
@@ -68,11 +74,30 @@ class AWQ(QuantMethod):
                 raise ConfigError("method.duo_scaling and method.n_grid are llm-compressor settings: GPTQModel's AWQ "
                                   "always uses duo scaling and a 20-point grid; leave them at true and 20")
 
+    def _validate_autoawq(self) -> None:
+        self.artifact_format, self.loader, self.load_environment = "awq-gemm", "gptqmodel", "gptqmodel"
+        if self.quant.bits != 4:
+            raise ConfigError(f"quant.bits={self.quant.bits} is not supported by method=awq method.backend=autoawq "
+                              "(AutoAWQ's GEMM format is 4-bit); choices: 4")
+        if self.quant.group_size == PER_CHANNEL:
+            raise ConfigError(f"quant.group_size={PER_CHANNEL} is not supported by method=awq method.backend=autoawq "
+                              "(AutoAWQ's scale search works on groups); choices: 32, 64, 128")
+        if self.dtype != "float16":
+            raise ConfigError(f"model.dtype={self.dtype} is not supported by method=awq method.backend=autoawq "
+                              "(AutoAWQ's GEMM kernels compute in float16); choices: float16")
+        if self.options.n_grid != 20:
+            raise ConfigError(f"method.n_grid={self.options.n_grid} is an llm-compressor setting: AutoAWQ's scale "
+                              "search always uses a 20-point grid; leave it at 20")
+
     def label(self) -> str:
         label = super().label() + ("" if self.quant.symmetric else "-asym")
-        return label + ("-gptqmodel" if self.backend.name == "gptqmodel" else "")
+        return label + (f"-{self.backend.name}" if self.backend.name in ("gptqmodel", "autoawq") else "")
 
     def load(self, source_dir, device="auto"):
+        if self.backend.name == "autoawq":
+            from quantize import autoawq_support
+
+            return autoawq_support.load(source_dir, self.dtype)
         if self.backend.name != "gptqmodel":
             return super().load(source_dir, device)
         from models.loading import pick_device
@@ -81,6 +106,10 @@ class AWQ(QuantMethod):
         return gptqmodel_support.load(source_dir, gptqmodel_support.awq_config(self.quant), self.dtype, pick_device(device))
 
     def num_parameters(self, model) -> int:
+        if self.backend.name == "autoawq":
+            from quantize import autoawq_support
+
+            return autoawq_support.num_parameters(model)
         if self.backend.name != "gptqmodel":
             return super().num_parameters(model)
         from quantize import gptqmodel_support
@@ -88,6 +117,10 @@ class AWQ(QuantMethod):
         return gptqmodel_support.num_parameters(model)
 
     def quantize(self, model, tokenizer, calibration):
+        if self.backend.name == "autoawq":
+            from quantize import autoawq_support
+
+            return autoawq_support.quantize(model, tokenizer, calibration, self.quant, self.options.duo_scaling)
         if self.backend.name == "gptqmodel":
             from quantize import gptqmodel_support
 
@@ -103,6 +136,10 @@ class AWQ(QuantMethod):
             return run_calibrated_oneshot(model, recipe, calibration)
 
     def save(self, model, tokenizer, folder):
+        if self.backend.name == "autoawq":
+            from quantize import autoawq_support
+
+            return autoawq_support.save(model, tokenizer, folder)
         if self.backend.name == "gptqmodel":
             from quantize import gptqmodel_support
 

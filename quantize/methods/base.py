@@ -21,7 +21,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from configs.errors import ConfigError, choices_error
 from configs.schema import PER_CHANNEL, QuantConfig
@@ -38,6 +38,7 @@ class QuantMethod:
     needs_calibration: ClassVar[bool] = False
     requires_cuda: ClassVar[bool] = False
     environment: ClassVar[str] = "main"  # the venv it runs in (scripts/setup.sh <environment>)
+    load_environment: ClassVar[Optional[str]] = None  # where its artifact loads, if not `environment`
     artifact_format: ClassVar[str] = "dense"  # what the weights on disk are
     loader: ClassVar[str] = "transformers"  # how models.loading reloads the artifact
     quantized_on_disk: ClassVar[bool] = True  # False: quantized when loaded (bitsandbytes)
@@ -126,6 +127,8 @@ class QuantMethod:
             "loader": self.loader,
             "quantized_on_disk": self.quantized_on_disk,
             "artifact_version": self.artifact_version,
+            # only when it differs, so that other methods' fingerprints stay as they were
+            **({"load_environment": self.load_environment} if self.load_environment not in (None, self.environment) else {}),
         }
 
 

@@ -56,6 +56,10 @@ def model_dir(tmp_path_factory):
         (["method=autoround", "quant.bits=6"], ["quant.bits=6", "2, 3, 4, 8"]),
         (["method=gptq", "method.backend=autoawq"], ["method.backend='autoawq'", "llmcompressor, gptqmodel, auto-gptq"]),
         (["method=awq", "method.backend=auto-gptq"], ["method.backend='auto-gptq'", "llmcompressor, gptqmodel, autoawq"]),
+        (["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant.bits=8"], ["quant.bits=8", "choices: 4"]),
+        (["method=awq", "method.backend=autoawq", "model.dtype=bfloat16"], ["model.dtype=bfloat16", "choices: float16"]),
+        (["method=awq", "method.backend=autoawq", "model.dtype=float16", "method.n_grid=10"], ["method.n_grid=10", "20"]),
+        (["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant.group_size=-1"], ["quant.group_size=-1", "choices: 32, 64, 128"]),
     ],
 )
 def test_unsupported_setting_is_one_line_before_weights(model_dir, overrides, expected):
@@ -75,10 +79,12 @@ def test_group_size_must_divide_the_model_dims(tmp_path, method):
         plan(compose("quantize", [f"model={folder}", f"method={method}", "quant.group_size=128", "quant.bits=4", symmetric]))
 
 
-@pytest.mark.parametrize("method, backend, environment", [("gptq", "gptqmodel", "gptqmodel"), ("awq", "gptqmodel", "gptqmodel")])
+@pytest.mark.parametrize("method, backend, environment", [("gptq", "gptqmodel", "gptqmodel"), ("awq", "gptqmodel", "gptqmodel"),
+                                                         ("awq", "autoawq", "legacy")])
 def test_backend_in_another_environment_says_what_is_missing_and_the_alternative(model_dir, method, backend, environment):
     if is_built(environment):
-        pytest.skip(f"{venv_dir(environment)} is built on this machine (tests/quantize/test_backends_gptqmodel.py covers the message)")
+        pytest.skip(f"{venv_dir(environment)} is built on this machine (test_backends_gptqmodel.py and "
+                    "test_backends_autoawq.py cover the message with the environments looked up elsewhere)")
     with pytest.raises(ConfigError) as error:
         plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
     message = str(error.value)
@@ -89,7 +95,7 @@ def test_backend_in_another_environment_says_what_is_missing_and_the_alternative
     assert "method.backend=llmcompressor" in message
 
 
-@pytest.mark.parametrize("method, backend", [("awq", "autoawq"), ("gptq", "auto-gptq")])
+@pytest.mark.parametrize("method, backend", [("gptq", "auto-gptq")])
 def test_a_backend_the_lab_does_not_run_is_refused_without_sending_the_user_to_build_it(model_dir, method, backend):
     """Whether or not .venv-legacy is built: building it would not make the run possible."""
     with pytest.raises(ConfigError) as error:
@@ -102,10 +108,11 @@ def test_a_backend_the_lab_does_not_run_is_refused_without_sending_the_user_to_b
 
 
 @pytest.mark.parametrize("method, backend, expected", [("gptq", "gptqmodel", "scripts/setup.sh gptqmodel"),
-                                                        ("awq", "autoawq", "code path is not written")])
+                                                        ("awq", "autoawq", "scripts/setup.sh legacy"),
+                                                        ("gptq", "auto-gptq", "code path is not written")])
 def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, method, backend, expected):
     environment = BACKENDS[backend].environment
-    if backend == "gptqmodel" and is_built(environment):
+    if backend != "auto-gptq" and is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine: the run would be handed to it")
     result = run_cli("quantize", f"method={method}", f"model={model_dir}", f"method.backend={backend}")
     assert result.returncode == 2, result.stderr[-2000:]
