@@ -246,6 +246,19 @@ def test_reloads_in_the_gptqmodel_environment_and_generates(lab, gptqmodel_env, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_the_same_seed_gives_identical_weights(lab, method):
+    import torch
+    from safetensors.torch import load_file
+
+    extra = ["model.dtype=bfloat16"] if method == "awq" else []
+    again = quantize(lab["root"] / "again", f"method={method}", "quant.bits=4", *extra, *GPTQMODEL)[0]
+    first, second = load_file(lab[method] / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.slow
 def test_the_main_environment_refuses_to_load_it_with_the_reason(lab):
     from models.loading import load_model
 
