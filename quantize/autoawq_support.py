@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configs.schema import PER_CHANNEL, QuantConfig
+from configs.schema import QuantConfig
 from models.loading import load_tokenizer
 
 
@@ -32,8 +32,8 @@ def load(source_dir: Path, dtype: str):
 def quantize(model, tokenizer, calibration, quant: QuantConfig, duo_scaling: bool):
     """Quantize in place from a `calibration.CalibrationSet` (its samples, as they are)."""
     samples = [list(ids) for ids in calibration.samples]
-    quant_config = {"w_bit": quant.bits, "q_group_size": -1 if quant.group_size == PER_CHANNEL else quant.group_size,
-                    "zero_point": not quant.symmetric, "version": "GEMM"}
+    quant_config = {"w_bit": quant.bits, "q_group_size": quant.group_size, "zero_point": not quant.symmetric,
+                    "version": "GEMM"}
     model.quantize(tokenizer, quant_config=quant_config, calib_data=samples, duo_scaling=duo_scaling,
                    max_calib_samples=len(samples), max_calib_seq_len=max(len(s) for s in samples))
     return model

@@ -10,8 +10,9 @@
 - Decision matrix: per memory budget, the most accurate variant that fits with a tier no
   worse than `decisions.quality_floor` (ties: less memory, then more tokens/s); per
   scenario: maximum quality (no floor; a gain over the baseline that is not significant
-  counts as a tie with the baseline; ties: more bits, then less memory), best quality per GB, maximum throughput with the
-  quality floor (and `decisions.min_accuracy`), smallest memory with the floor.
+  counts as a tie with the baseline; ties: more bits, then less memory), best quality per
+  GB, maximum throughput with the quality floor (and `decisions.min_accuracy`), smallest
+  memory with the floor.
 """
 
 from __future__ import annotations
