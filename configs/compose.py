@@ -53,7 +53,7 @@ def group_choices(group: str) -> list[str]:
 
 def compose(config_name: str, overrides: list[str]):
     """The validated, typed config object for `config_name` with `overrides` applied."""
-    overrides = [_expand_model_path(o) for o in overrides]
+    overrides = [_expand_shorthand(o) for o in overrides]
     overrides = [item for o in overrides for item in o]
     _check_group_choices(overrides)
     try:
@@ -92,6 +92,14 @@ def _check_override_syntax(overrides: list[str]) -> None:
             raise ConfigError(f"unknown option {override!r}: settings are key=value (e.g. quant.bits=4); see --help")
         if "=" not in override and not override.startswith("~"):
             raise ConfigError(f"{override!r} is not a setting: write key=value (e.g. quant.bits=4)")
+
+
+def _expand_shorthand(override: str) -> list[str]:
+    """`calibration=file:/x` means `calibration.source=file:/x`; see `_expand_model_path`."""
+    key, sep, value = override.partition("=")
+    if key == "calibration" and value.startswith("file:"):
+        return [f"calibration.source={value}"]
+    return _expand_model_path(override)
 
 
 def _expand_model_path(override: str) -> list[str]:

@@ -7,3 +7,11 @@ class ConfigError(ValueError):
 def choices_error(setting: str, value, choices) -> ConfigError:
     listed = ", ".join(str(c) for c in choices)
     return ConfigError(f"{setting}={value!r} is not valid; choices: {listed}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeding both take this range
+
+
+def check_seed(setting: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{setting}={value} must be between 0 and {MAX_SEED}")

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-from configs.errors import ConfigError, choices_error
+from configs.errors import ConfigError, check_seed, choices_error
 from configs.schema import DEVICES
 
 CHAT_TEMPLATE_CHOICES = ("auto", "true", "false")
@@ -61,6 +61,7 @@ class EvalConfig:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"eval.limit={self.limit} must be >= 1 (or null for all samples)")
+        check_seed("eval.seed", self.seed)
 
 
 @dataclass

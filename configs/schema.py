@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from configs.errors import ConfigError, choices_error
+from configs.errors import ConfigError, check_seed, choices_error
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_KINDS = ("base", "instruct")
@@ -91,6 +91,7 @@ class CalibrationConfig:
         for key in ("num_samples", "seq_len"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"calibration.{key}={getattr(self, key)} must be >= 1")
+        check_seed("calibration.seed", self.seed)
         from calibration.loading import resolve
 
         resolve(self)  # an unknown source is one line here, before anything loads
@@ -113,6 +114,7 @@ class QuantizeJobConfig:
 
     def validate(self) -> None:
         self.model.validate()
+        check_seed("seed", self.seed)
         if self.calibration.source == "auto":  # the tiny family's own text, else OpenMath
             self.calibration.source = "tiny" if self.model.tiny_size and not self.model.path else "openmath"
         self.calibration.validate()

@@ -33,6 +33,18 @@ def test_every_yaml_opens_with_a_comment():
         assert first.startswith("#"), path
 
 
+def test_calibration_file_shorthand_sets_the_source(tmp_path):
+    data = tmp_path / "samples.txt"
+    data.write_text("one sample\nanother sample\n")
+    job = compose("quantize", ["method=gptq", f"calibration=file:{data}"])
+    assert job.calibration.source == f"file:{data}"
+
+
+def test_eval_seed_out_of_range_is_one_line():
+    with pytest.raises(ConfigError, match=r"eval.seed=-1 must be between 0 and"):
+        compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.seed=-1"])
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
@@ -45,6 +57,9 @@ def test_every_yaml_opens_with_a_comment():
         (["model=/no/such/folder"], ["/no/such/folder", "no such folder"]),
         (["calibration.num_samples=0"], ["calibration.num_samples=0"]),
         (["model.tiny_size=tiny-xxl"], ["tiny-xxl", "tiny-s"]),
+        (["seed=-3"], ["seed=-3", "between 0 and 4294967295"]),
+        (["calibration.seed=4294967296"], ["calibration.seed=4294967296", "between 0"]),
+        (["calibration=file:/no/such/file.txt"], ["calibration.source=file:/no/such/file.txt", "no such file"]),
     ],
 )
 def test_bad_settings_raise_one_line_naming_value_and_choices(overrides, expected):
