@@ -9,6 +9,7 @@ its dataset is written to a temporary include folder.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -86,6 +87,32 @@ def run_tasks(
         )
         for name in tasks
     }
+
+
+def check_tasks(tasks: list[str], include_path: Optional[str] = None) -> None:
+    """A ConfigError naming every task lm-eval does not know (with the closest names), before
+    any model is loaded. Only a stock task makes lm-eval index its own task YAMLs (seconds)."""
+    import difflib
+
+    from configs.errors import ConfigError
+
+    if all(map(task_yaml, tasks)) and not include_path:
+        return
+    known = _known_tasks(include_path)
+    unknown = [task for task in tasks if task not in known]
+    if unknown:
+        hints = [f"{task!r} (closest: {', '.join(difflib.get_close_matches(task, known, n=3)) or 'none'})"
+                 for task in unknown]
+        raise ConfigError(f"eval.tasks: lm-eval knows no task {'; '.join(hints)}; list them with `lm_eval --tasks list`"
+                          + (f" (include path {include_path})" if include_path else ""))
+
+
+@functools.lru_cache(maxsize=None)
+def _known_tasks(include_path: Optional[str]) -> frozenset[str]:
+    from lm_eval.tasks import TaskManager
+
+    include = [str(LAB_TASKS_DIR)] + ([include_path] if include_path else [])
+    return frozenset(TaskManager(include_path=include).all_tasks)
 
 
 def task_yaml(task: str) -> Optional[Path]:

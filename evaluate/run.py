@@ -19,7 +19,7 @@ from typing import Optional
 from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
 from evaluate import diagnostics, records, store
-from evaluate.harness import run_tasks, task_yaml
+from evaluate.harness import check_tasks, run_tasks, task_yaml
 from models.artifact import fingerprint, read_manifest, replace_atomically
 from models.loading import load_model
 from models.provenance import provenance
@@ -38,6 +38,7 @@ def evaluate_artifact(job: EvalRunConfig) -> list[Path]:
     """Evaluate `job.artifact` (and its baseline first); returns the record folders."""
     artifact = Path(job.artifact).expanduser().resolve()
     manifest = _manifest(artifact)
+    check_tasks(list(job.eval.tasks), job.eval.include_path)
     baseline = find_baseline(job, artifact, manifest)
     if baseline is not None:
         evaluate_artifact(dataclasses.replace(job, artifact=str(baseline), baseline=None))

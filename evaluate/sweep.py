@@ -82,19 +82,31 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
 def _validate(cells: list[Cell]) -> None:
     from quantize.methods.base import build_method
 
-    problems, valid_evals = [], set()
+    problems, eval_problems = [], {}
     for cell in cells:
         try:
             job = compose("quantize", list(cell.quantize_overrides))
             method = build_method(job.method, job.quant, job.model.dtype)
             _interpreter_for(method)  # its environments must be built
-            if cell.eval_overrides not in valid_evals:  # usually one for the whole sweep
-                compose("evaluate_run", ["artifact=.", *cell.eval_overrides])
-                valid_evals.add(cell.eval_overrides)
         except ConfigError as error:
             problems.append(f"  {cell.id}: {error}")
-    if problems:
-        raise ConfigError(f"{len(problems)} invalid cell(s):\n" + "\n".join(problems))
+        if cell.eval_overrides not in eval_problems:  # usually one set for the whole sweep: said once
+            eval_problems[cell.eval_overrides] = _eval_problem(cell.eval_overrides)
+    eval_lines = [f"  evaluation {list(overrides)}: {problem}" for overrides, problem in eval_problems.items() if problem]
+    if problems or eval_lines:
+        header = [f"{len(problems)} invalid cell(s)"] * bool(problems) + ["invalid evaluation settings"] * bool(eval_lines)
+        raise ConfigError("; ".join(header) + ":\n" + "\n".join(problems + eval_lines))
+
+
+def _eval_problem(eval_overrides: tuple[str, ...]) -> Optional[str]:
+    from evaluate.harness import check_tasks
+
+    try:
+        run = compose("evaluate_run", ["artifact=.", *eval_overrides])
+        check_tasks(list(run.eval.tasks), run.eval.include_path)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 # -- status ------------------------------------------------------------------------------

@@ -98,6 +98,16 @@ def test_a_second_identical_run_does_no_work(lab):
     assert after == before
 
 
+def test_an_unknown_task_is_one_line_with_the_closest_names_before_any_model_loads(lab, tmp_path):
+    result = run_cli("evaluate", "run", f"artifact={lab['artifacts']['w8']}", "eval=tiny", "eval.tasks=[arc_easyy,tiny_arc]",
+                     f"results_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert "'arc_easyy'" in errors[0] and "arc_easy" in errors[0] and "tiny_arc" not in errors[0]
+    assert not (tmp_path / "records").exists()  # nothing was evaluated, the baseline neither
+
+
 def test_table_view_has_one_row_per_record(lab):
     frame = pd.read_parquet(lab["results"] / "table.parquet")
     assert len(frame) == len(list(store.iter_records(lab["results"])))

@@ -91,6 +91,13 @@ def test_invalid_cells_are_all_rejected_before_anything_runs(tmp_path):
     assert not (tmp_path / "artifacts").exists()
 
 
+def test_bad_evaluation_settings_are_said_once_for_the_whole_sweep(tmp_path):
+    result = run_cli("evaluate", *sweep_args(tmp_path, """sweep.eval_overrides=["eval.tasks=[arc_easyy]"]"""))
+    assert result.returncode == 2
+    assert result.stderr.count("'arc_easyy'") == 1 and "invalid evaluation settings" in result.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
 def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_family):
     failing = "sweep.methods=[{method: rtn, bits: [8]}, {method: gptq, bits: [4], overrides: [\"calibration.num_samples=100000\"]}]"
     result = sweep(tmp_path, failing)
