@@ -81,3 +81,5 @@ class EvalRunConfig:
         self.eval.validate()
         if self.device not in DEVICES:
             raise choices_error("device", self.device, DEVICES)
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads} must be >= 1 (or null for torch's default)")

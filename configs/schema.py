@@ -115,6 +115,8 @@ class QuantizeJobConfig:
     def validate(self) -> None:
         self.model.validate()
         check_seed("seed", self.seed)
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.calibration.source == "auto":  # the tiny family's own text, else OpenMath
             self.calibration.source = "tiny" if self.model.tiny_size and not self.model.path else "openmath"
         self.calibration.validate()

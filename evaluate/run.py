@@ -20,8 +20,8 @@ from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
 from evaluate import diagnostics, records, store
 from evaluate.harness import check_tasks, run_tasks, task_yaml
-from models.artifact import fingerprint, read_manifest, replace_atomically
-from models.loading import load_model
+from models.artifact import ensure_writable_dir, fingerprint, read_manifest, replace_atomically
+from models.loading import load_model, pick_device
 from models.provenance import provenance
 
 log = logging.getLogger("evaluate")
@@ -39,6 +39,8 @@ def evaluate_artifact(job: EvalRunConfig) -> list[Path]:
     artifact = Path(job.artifact).expanduser().resolve()
     manifest = _manifest(artifact)
     check_tasks(list(job.eval.tasks), job.eval.include_path)
+    pick_device(job.device)  # no CUDA where CUDA is asked for: said before the baseline is evaluated
+    ensure_writable_dir("results_dir", job.results_dir)
     baseline = find_baseline(job, artifact, manifest)
     if baseline is not None:
         evaluate_artifact(dataclasses.replace(job, artifact=str(baseline), baseline=None))

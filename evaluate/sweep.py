@@ -30,7 +30,7 @@ from typing import Optional
 from configs.compose import compose
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
-from models.artifact import fingerprint, read_manifest, write_json_atomic
+from models.artifact import ensure_writable_dir, fingerprint, read_manifest, write_json_atomic
 
 log = logging.getLogger("sweep")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,9 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
     """Run every unfinished cell; returns the exit code (0: all done, 1: some failed)."""
     cells = plan_cells(cfg)
     statuses = {cell: cell_status(cfg, cell) for cell in cells}
+    if not cfg.dry_run:
+        for setting in ("output_dir", "results_dir", "sweeps_dir"):
+            ensure_writable_dir(setting, getattr(cfg, setting))
     if cfg.dry_run:
         _print_plan(cfg, cells, statuses)
         return 0

@@ -62,6 +62,21 @@ def folder_files(folder: Path) -> dict[str, int]:
     }
 
 
+def ensure_writable_dir(setting: str, folder) -> Path:
+    """Create `folder` if needed and check that it can be written, so that a bad path
+    fails before the expensive work whose output would go there."""
+    from configs.errors import ConfigError
+
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{setting}={str(folder)!r}: cannot create it ({error.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{setting}={str(folder)!r}: not writable")
+    return folder
+
+
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
 

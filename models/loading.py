@@ -15,10 +15,17 @@ from models.artifact import read_manifest
 
 
 def pick_device(requested: str = "auto") -> str:
+    """`auto`: CUDA when there is one, else CPU. Asking for CUDA where there is none is a
+    ConfigError (said before any model loads), not a failure deep in torch."""
     import torch
+
+    from configs.errors import ConfigError
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={requested}: no CUDA device is available here (torch {torch.__version__}); "
+                          "use device=auto or device=cpu")
     return requested
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 from configs.errors import ConfigError
 from configs.schema import QuantizeJobConfig
-from models.artifact import fingerprint, publish, read_manifest, staging_folder
+from models.artifact import ensure_writable_dir, fingerprint, publish, read_manifest, staging_folder
 from models.loading import pick_device
 from models.provenance import provenance
 from models.sources import model_identity, resolve_model_dir
@@ -46,6 +46,7 @@ def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
     if needs_dispatch(method.environment):  # a missing environment fails before the model is resolved (or built)
         interpreter(method.environment, method.runs_in())
     device = pick_device(job.device)
+    ensure_writable_dir("output_dir", job.output_dir)
     if method.requires_cuda and device != "cuda":
         raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
     source_dir = resolve_model_dir(job.model)

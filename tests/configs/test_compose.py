@@ -111,6 +111,10 @@ def test_group_size_that_does_not_divide_model_dims_is_rejected_without_weights(
         (["quant.group_size=sixty"], "quant.group_size"),
         (["--bogus"], "'--bogus'"),
         (["quant.bits"], "key=value"),
+        (["method=rtn", "model=tiny-s", "model.tiny_profile=quick", "threads=0"], "threads=0"),
+        (["method=rtn", "model=tiny-s", "model.tiny_profile=quick", "output_dir=/proc/no/such/place"], "output_dir='/proc/no/such/place'"),
+        pytest.param(["method=rtn", "model=tiny-s", "model.tiny_profile=quick", "device=cuda"], "no CUDA device is available here",
+                     marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
 def test_cli_prints_one_error_line_and_exits_2(args, fragment):

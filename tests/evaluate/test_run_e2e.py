@@ -108,6 +108,18 @@ def test_an_unknown_task_is_one_line_with_the_closest_names_before_any_model_loa
     assert not (tmp_path / "records").exists()  # nothing was evaluated, the baseline neither
 
 
+@pytest.mark.parametrize("setting, fragment", [
+    ("results_dir=/proc/no/such/place", "results_dir='/proc/no/such/place': cannot create it"),
+    pytest.param("device=cuda", "no CUDA device is available here",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_a_bad_device_or_results_dir_is_one_line_before_any_model_loads(lab, setting, fragment):
+    result = run_cli("evaluate", "run", f"artifact={lab['artifacts']['w8']}", "eval=tiny", setting)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.stderr
+
+
 def test_table_view_has_one_row_per_record(lab):
     frame = pd.read_parquet(lab["results"] / "table.parquet")
     assert len(frame) == len(list(store.iter_records(lab["results"])))
