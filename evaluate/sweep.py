@@ -103,7 +103,7 @@ def _eval_problem(eval_overrides: tuple[str, ...]) -> Optional[str]:
 
     try:
         run = compose("evaluate_run", ["artifact=.", *eval_overrides])
-        check_tasks(list(run.eval.tasks), run.eval.include_path)
+        check_tasks([*run.eval.tasks, *filter(None, [run.eval.perplexity_task])], run.eval.include_path)
     except ConfigError as error:
         return str(error)
     return None
@@ -254,11 +254,15 @@ def _quantize(cell: Cell) -> Path:
     log.info("%s: quantizing with %s", cell.id, python)
     result = subprocess.run([str(python), "-m", "quantize", *cell.quantize_overrides], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             text=True, check=False, env={**os.environ, DISPATCHED: method.environment})
-    print(result.stdout, end="", flush=True)  # stderr went to the cell's log already
+    print(result.stdout, end="", flush=True)  # its stderr went where this process's goes
     if result.returncode != 0:
         raise RuntimeError(f"python -m quantize in the '{method.environment}' environment exited with code "
-                           f"{result.returncode} (its output is above in this log)")
-    return Path(result.stdout.strip().splitlines()[-1])
+                           f"{result.returncode} (see its output above)")
+    artifact = Path(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else None
+    if artifact is None or read_manifest(artifact) is None:  # `python -m quantize` prints the folder last
+        raise RuntimeError(f"python -m quantize in the '{method.environment}' environment did not print a complete "
+                           f"artifact folder (last line: {str(artifact)!r})")
+    return artifact
 
 
 def run_cell_from_spec(spec_file: Path) -> int:

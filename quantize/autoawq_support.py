@@ -25,7 +25,8 @@ def load(source_dir: Path, dtype: str):
     import torch
     from awq import AutoAWQForCausalLM
 
-    model = AutoAWQForCausalLM.from_pretrained(str(source_dir), torch_dtype=getattr(torch, dtype))
+    # AutoAWQ trusts remote code by default; the lab's other loaders do not
+    model = AutoAWQForCausalLM.from_pretrained(str(source_dir), torch_dtype=getattr(torch, dtype), trust_remote_code=False)
     return model, load_tokenizer(source_dir)
 
 

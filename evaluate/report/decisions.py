@@ -125,7 +125,8 @@ def credited_accuracy(frame: pd.DataFrame) -> pd.Series:
     if frame.empty:
         return frame.primary
     noise_gain = ~frame.is_baseline.astype(bool) & (frame.delta_pp > 0) & ~frame.significant.astype(bool)
-    return frame.primary.where(~noise_gain, frame.primary - frame.delta_pp / 100)
+    # rounded: 23/50 credited down by 4 pp must tie 21/50 exactly, not exceed it by a float's last bit
+    return frame.primary.where(~noise_gain, frame.primary - frame.delta_pp / 100).round(9)
 
 
 def _candidates(deploy: pd.DataFrame, floor: str) -> pd.DataFrame:

@@ -79,6 +79,9 @@ class AWQ(QuantMethod):
         if self.quant.bits != 4:
             raise ConfigError(f"quant.bits={self.quant.bits} is not supported by method=awq method.backend=autoawq "
                               "(AutoAWQ's GEMM format is 4-bit); choices: 4")
+        if self.quant.symmetric:
+            raise ConfigError("quant.symmetric=true is not supported by method=awq method.backend=autoawq "
+                              "(AutoAWQ's GEMM format stores zero points); choices: false")
         if self.quant.group_size == PER_CHANNEL:
             raise ConfigError(f"quant.group_size={PER_CHANNEL} is not supported by method=awq method.backend=autoawq "
                               "(AutoAWQ's scale search works on groups); choices: 32, 64, 128")

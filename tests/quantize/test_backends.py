@@ -60,6 +60,7 @@ def model_dir(tmp_path_factory):
         (["method=awq", "method.backend=autoawq", "model.dtype=bfloat16"], ["model.dtype=bfloat16", "choices: float16"]),
         (["method=awq", "method.backend=autoawq", "model.dtype=float16", "method.n_grid=10"], ["method.n_grid=10", "20"]),
         (["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant.group_size=-1"], ["quant.group_size=-1", "choices: 32, 64, 128"]),
+        (["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant.symmetric=true"], ["quant.symmetric=true", "zero points"]),
     ],
 )
 def test_unsupported_setting_is_one_line_before_weights(model_dir, overrides, expected):
@@ -85,8 +86,9 @@ def test_backend_in_another_environment_says_what_is_missing_and_the_alternative
     if is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine (test_backends_gptqmodel.py and "
                     "test_backends_autoawq.py cover the message with the environments looked up elsewhere)")
+    dtype = ["model.dtype=float16"] if backend == "autoawq" else []  # the only dtype it takes
     with pytest.raises(ConfigError) as error:
-        plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
+        plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}", *dtype]))
     message = str(error.value)
     assert "\n" not in message
     assert BACKENDS[backend].library in message
@@ -114,7 +116,8 @@ def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, metho
     environment = BACKENDS[backend].environment
     if backend != "auto-gptq" and is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine: the run would be handed to it")
-    result = run_cli("quantize", f"method={method}", f"model={model_dir}", f"method.backend={backend}")
+    dtype = ["model.dtype=float16"] if backend == "autoawq" else []
+    result = run_cli("quantize", f"method={method}", f"model={model_dir}", f"method.backend={backend}", *dtype)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

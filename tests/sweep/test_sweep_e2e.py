@@ -119,8 +119,9 @@ KILL_HOOK = Path(__file__).parent / "kill_at"  # its sitecustomize.py SIGKILLs t
 
 
 def start_sweep(root: Path, env: dict | None = None) -> subprocess.Popen:
-    """The sweep in its own process group (its cells inherit it), output discarded."""
-    return subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(root)], cwd=REPO_ROOT,
+    """The sweep in its own process group (its cells inherit it), output discarded. One
+    cell at a time, so that the n-th hit of a kill point is a known moment."""
+    return subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(root, "launcher.max_parallel=1")], cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})})
 
@@ -157,7 +158,8 @@ def test_sweep_killed_at_an_arbitrary_moment_resumes_exactly(tmp_path, tiny_fami
     process = start_sweep(tmp_path)
     time.sleep(kill_after)
     os.killpg(process.pid, signal.SIGKILL)  # the sweep and its running cell, mid-whatever
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "the sweep ended before the kill: nothing was tested"
+    assert done_cells(tmp_path) < 4
     assert_resumes_exactly(tmp_path)
 
 

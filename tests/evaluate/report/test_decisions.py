@@ -80,6 +80,14 @@ def test_pareto_front_by_hand():
     assert list(decisions.pareto_front(speed, "tps", "primary", x_lower_is_better=False)) == [True, True, False]
 
 
+def test_a_credited_gain_ties_the_baseline_exactly():
+    """23/50 credited down by its +4 pp is 21/50 to the last bit (0.46 - 0.04 is not 0.42 in floats)."""
+    frame = pd.DataFrame({"primary": [21 / 50, 23 / 50], "delta_pp": [0.0, 4.0],  # (2 gained) / 50, in points
+                          "is_baseline": [True, False], "significant": [False, False]})
+    credited = decisions.credited_accuracy(frame)
+    assert credited[1] == credited[0]
+
+
 @pytest.mark.parametrize("gained, expected", [(2, "m none-bf16"), (40, "m rtn-w3a16-g32")])
 def test_maximum_quality_credits_only_a_significant_gain_over_the_baseline(tmp_path, gained, expected):
     """+2 of 200 is not significant: a tie with the baseline, which wins it on bits (a
