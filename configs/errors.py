@@ -15,3 +15,8 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seeding both take this range
 def check_seed(setting: str, value: int) -> None:
     if not 0 <= value <= MAX_SEED:
         raise ConfigError(f"{setting}={value} must be between 0 and {MAX_SEED}")
+
+
+def check_threads(value) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"threads={value} must be >= 1 (or null for torch's default)")

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-from configs.errors import ConfigError, check_seed, choices_error
+from configs.errors import ConfigError, check_seed, check_threads, choices_error
 from configs.schema import DEVICES
 
 CHAT_TEMPLATE_CHOICES = ("auto", "true", "false")
@@ -81,5 +81,4 @@ class EvalRunConfig:
         self.eval.validate()
         if self.device not in DEVICES:
             raise choices_error("device", self.device, DEVICES)
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
+        check_threads(self.threads)

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from configs.errors import ConfigError, check_seed, choices_error
+from configs.errors import ConfigError, check_seed, check_threads, choices_error
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_KINDS = ("base", "instruct")
@@ -115,8 +115,7 @@ class QuantizeJobConfig:
     def validate(self) -> None:
         self.model.validate()
         check_seed("seed", self.seed)
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
+        check_threads(self.threads)
         if self.calibration.source == "auto":  # the tiny family's own text, else OpenMath
             self.calibration.source = "tiny" if self.model.tiny_size and not self.model.path else "openmath"
         self.calibration.validate()

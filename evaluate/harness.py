@@ -89,13 +89,16 @@ def run_tasks(
     }
 
 
-def check_tasks(tasks: list[str], include_path: Optional[str] = None) -> None:
-    """A ConfigError naming every task lm-eval does not know (with the closest names), before
-    any model is loaded. Only a stock task makes lm-eval index its own task YAMLs (seconds)."""
+def check_tasks(eval_config) -> None:
+    """A ConfigError naming every task of `eval_config` (its tasks and perplexity task) that
+    lm-eval does not know, with the closest names, before any model is loaded. Only a stock
+    task makes lm-eval index its own task YAMLs (seconds)."""
     import difflib
 
     from configs.errors import ConfigError
 
+    tasks = [*eval_config.tasks, *filter(None, [eval_config.perplexity_task])]
+    include_path = eval_config.include_path
     if all(map(task_yaml, tasks)) and not include_path:
         return
     known = _known_tasks(include_path)

@@ -38,7 +38,7 @@ def evaluate_artifact(job: EvalRunConfig) -> list[Path]:
     """Evaluate `job.artifact` (and its baseline first); returns the record folders."""
     artifact = Path(job.artifact).expanduser().resolve()
     manifest = _manifest(artifact)
-    check_tasks([*job.eval.tasks, *filter(None, [job.eval.perplexity_task])], job.eval.include_path)
+    check_tasks(job.eval)
     pick_device(job.device)  # no CUDA where CUDA is asked for: said before the baseline is evaluated
     ensure_writable_dir("results_dir", job.results_dir)
     baseline = find_baseline(job, artifact, manifest)

@@ -80,14 +80,10 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
 
 
 def _validate(cells: list[Cell]) -> None:
-    from quantize.methods.base import build_method
-
     problems, eval_problems = [], {}
     for cell in cells:
         try:
-            job = compose("quantize", list(cell.quantize_overrides))
-            method = build_method(job.method, job.quant, job.model.dtype)
-            _interpreter_for(method)  # its environments must be built
+            _interpreter_for(_job_and_method(cell)[1])  # valid, and its environments are built
         except ConfigError as error:
             problems.append(f"  {cell.id}: {error}")
         if cell.eval_overrides not in eval_problems:  # usually one set for the whole sweep: said once
@@ -103,7 +99,7 @@ def _eval_problem(eval_overrides: tuple[str, ...]) -> Optional[str]:
 
     try:
         run = compose("evaluate_run", ["artifact=.", *eval_overrides])
-        check_tasks([*run.eval.tasks, *filter(None, [run.eval.perplexity_task])], run.eval.include_path)
+        check_tasks(run.eval)
     except ConfigError as error:
         return str(error)
     return None
@@ -219,7 +215,7 @@ def cell_pythons(cfg: EvalSweepConfig, cells: list[Cell]) -> dict[Cell, str]:
 
 
 def cell_python(cell: Cell) -> str:
-    return _interpreter_for(_method(cell))
+    return _interpreter_for(_job_and_method(cell)[1])
 
 
 def _interpreter_for(method) -> str:
@@ -233,11 +229,12 @@ def _interpreter_for(method) -> str:
     return str(interpreter(environment, method.runs_in())) if needs_dispatch(environment) else sys.executable
 
 
-def _method(cell: Cell):
+def _job_and_method(cell: Cell):
+    """The cell's validated quantize config and its method (no weights loaded)."""
     from quantize.methods.base import build_method
 
     job = compose("quantize", list(cell.quantize_overrides))
-    return build_method(job.method, job.quant, job.model.dtype)
+    return job, build_method(job.method, job.quant, job.model.dtype)
 
 
 def _quantize(cell: Cell) -> Path:
@@ -247,9 +244,9 @@ def _quantize(cell: Cell) -> Path:
     from quantize.backends import DISPATCHED, interpreter, needs_dispatch
     from quantize.pipeline import quantize_job
 
-    method = _method(cell)
+    job, method = _job_and_method(cell)
     if not needs_dispatch(method.environment):
-        return quantize_job(compose("quantize", list(cell.quantize_overrides)))
+        return quantize_job(job)
     python = interpreter(method.environment, method.runs_in())
     log.info("%s: quantizing with %s", cell.id, python)
     result = subprocess.run([str(python), "-m", "quantize", *cell.quantize_overrides], cwd=REPO_ROOT, stdout=subprocess.PIPE,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from configs.schema import QuantConfig
 from models.loading import load_tokenizer
+from quantize.methods.base import parameters_counting_packed
 
 
 def load(source_dir: Path, dtype: str):
@@ -46,9 +47,6 @@ def save(model, tokenizer, folder: Path) -> None:
 
 
 def num_parameters(model) -> int:
-    """Parameters of the quantized model, counting each packed linear's weights
-    (in x out) as the dense model did: packed codes are buffers, not parameters."""
     from awq.modules.linear.gemm import WQLinear_GEMM
 
-    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, WQLinear_GEMM))
-    return sum(p.numel() for p in model.parameters()) + packed
+    return parameters_counting_packed(model, WQLinear_GEMM)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from configs.schema import PER_CHANNEL, QuantConfig
+from quantize.methods.base import parameters_counting_packed
 
 # GPTQModel runs its per-module work on a pool of CPU workers; on a 2-core machine its
 # default did not start (shared/notes/cpu-feasibility.md), 2 workers did. Must be set
@@ -78,12 +79,9 @@ def save(model, tokenizer, folder: Path) -> None:
 
 
 def num_parameters(model) -> int:
-    """Parameters of the quantized model, counting each packed linear's weights
-    (in x out) as the dense model did: packed codes are buffers, not parameters."""
     from gptqmodel.nn_modules.qlinear import BaseQuantLinear
 
-    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, BaseQuantLinear))
-    return sum(p.numel() for p in model.parameters()) + packed
+    return parameters_counting_packed(model, BaseQuantLinear)
 
 
 def _group(quant: QuantConfig) -> int:

@@ -132,6 +132,13 @@ class QuantMethod:
         }
 
 
+def parameters_counting_packed(model, packed_linear_type: type) -> int:
+    """Parameters of a model whose library packs linear weights into buffers (GPTQModel,
+    AutoAWQ), counting each packed linear's weights (in x out) as the dense model did."""
+    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, packed_linear_type))
+    return sum(p.numel() for p in model.parameters()) + packed
+
+
 def linear_input_dims(model_config: Any) -> dict[str, int]:
     """The input widths of the quantized linear layers of a decoder-only transformer."""
     text_config = getattr(model_config, "text_config", None) or model_config

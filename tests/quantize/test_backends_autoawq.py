@@ -21,7 +21,8 @@ from evaluate import store
 from models.artifact import read_manifest
 from quantize import backends
 from tests.conftest import TINY_QUICK, run_cli
-from tests.quantize.test_backends_gptqmodel import SMALL_CALIBRATION, generate_in_gptqmodel_env
+from tests.quantize.test_backends_gptqmodel import (SMALL_CALIBRATION, evaluate_small, generate_in_gptqmodel_env,
+                                                    packed_linears)
 
 AUTOAWQ = ["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant.bits=4", *SMALL_CALIBRATION]
 
@@ -159,23 +160,16 @@ def test_reloads_in_the_gptqmodel_environment_and_generates(lab, environments):
 @pytest.mark.parametrize("group", [64, 128])
 def test_other_group_sizes_pack_one_scale_per_group_and_reload(lab, environments, group):
     folder = quantize(lab["root"] / "artifacts", *AUTOAWQ, f"quant.group_size={group}")[0]
-    packed, dense = tensors(folder), tensors(lab["baseline"])
-    for key in [k for k in packed if k.endswith(".scales")]:
-        rows, columns = dense[key.removesuffix(".scales") + ".weight"].shape
-        assert list(packed[key].shape) == [columns // group, rows], key
+    for name, linear in packed_linears(folder, lab["baseline"]).items():
+        rows, columns = linear["dense"]
+        assert linear["scales"] == [columns // group, rows], name
     assert len(generate_in_gptqmodel_env(environments["gptqmodel"], folder)["new"]) >= 1
 
 
 @pytest.mark.slow
 def test_evaluate_run_is_handed_to_where_the_artifact_loads(lab):
-    results = lab["root"] / "results"
-    result = run_cli("evaluate", "run", f"artifact={lab['awq']}", "eval=tiny", "eval.limit=4", "eval.batch_size=4",
-                     "speed.prompt_tokens=8", "speed.new_tokens=2", "speed.repeats=1", "diagnostics.kl_prompts=2",
-                     f"results_dir={results}", timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    result, found = evaluate_small(lab["awq"], lab["root"] / "results")
     assert ".venv-gptqmodel/bin/python" in result.stderr
-    fingerprint = read_manifest(lab["awq"])["fingerprint"]
-    found = {r["task"]: r for _, r in store.iter_records(results) if r["artifact"]["fingerprint"] == fingerprint}
     assert {"tiny_arc", "tiny_squad", "tiny_openmath", "speed", "kl_divergence"} <= set(found)  # the fp16 baseline is there
     assert found["tiny_openmath"]["n"] == 4 and found["tiny_openmath"]["metrics"]["format_compliance"] >= 0.0
     assert "gptqmodel" in found["tiny_openmath"]["versions"]

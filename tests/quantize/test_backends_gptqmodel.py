@@ -179,6 +179,33 @@ def generate_in_gptqmodel_env(python: Path, artifact: Path) -> dict:
         """)
 
 
+def packed_linears(folder: Path, baseline: Path) -> dict[str, dict]:
+    """Per packed linear of `folder` (one decoder layer in the quick profile: 7 of them):
+    the (rows, columns) of its dense weight in `baseline`, and its qweight's and scales'
+    shapes."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as packed, \
+            safe_open(str(baseline / "model.safetensors"), "pt") as dense:
+        names = [key.removesuffix(".qweight") for key in packed.keys() if key.endswith(".qweight")]  # noqa: SIM118
+        linears = {name: {"dense": tuple(dense.get_slice(name + ".weight").get_shape()),
+                          "qweight": packed.get_slice(name + ".qweight").get_shape(),
+                          "scales": packed.get_slice(name + ".scales").get_shape()} for name in names}
+    assert len(linears) == 7, sorted(linears)
+    return linears
+
+
+def evaluate_small(artifact: Path, results: Path) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """`python -m evaluate run` on `artifact` with a tiny budget, from the main environment:
+    the finished run and its records by task."""
+    result = run_cli("evaluate", "run", f"artifact={artifact}", "eval=tiny", "eval.limit=4", "eval.batch_size=4",
+                     "speed.prompt_tokens=8", "speed.new_tokens=2", "speed.repeats=1", "diagnostics.kl_prompts=2",
+                     f"results_dir={results}", timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    fingerprint = read_manifest(artifact)["fingerprint"]
+    return result, {r["task"]: r for _, r in store.iter_records(results) if r["artifact"]["fingerprint"] == fingerprint}
+
+
 def in_gptqmodel_env(python: Path, script: str) -> dict:
     result = subprocess.run([str(python), "-c", textwrap.dedent(script)], capture_output=True, text=True, cwd=REPO_ROOT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=600, check=False)
@@ -268,14 +295,8 @@ def test_the_main_environment_refuses_to_load_it_with_the_reason(lab):
 
 @pytest.mark.slow
 def test_evaluate_run_is_handed_to_the_gptqmodel_environment(lab):
-    results = lab["root"] / "results"
-    result = run_cli("evaluate", "run", f"artifact={lab['gptq']}", "eval=tiny", "eval.limit=4", "eval.batch_size=4",
-                     "speed.prompt_tokens=8", "speed.new_tokens=2", "speed.repeats=1", "diagnostics.kl_prompts=2",
-                     f"results_dir={results}", timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    result, found = evaluate_small(lab["gptq"], lab["root"] / "results")
     assert ".venv-gptqmodel/bin/python" in result.stderr
-    fingerprint = read_manifest(lab["gptq"])["fingerprint"]
-    found = {r["task"]: r for _, r in store.iter_records(results) if r["artifact"]["fingerprint"] == fingerprint}
     assert {"tiny_arc", "tiny_squad", "tiny_openmath", "text_perplexity", "speed", "kl_divergence"} <= set(found)
     assert found["tiny_arc"]["n"] == 4 and 0.0 <= found["tiny_arc"]["metrics"]["accuracy"] <= 1.0
     assert found["tiny_arc"]["artifact"]["method"] == "gptq"
@@ -297,19 +318,12 @@ def gptq_widths(lab):
 @pytest.mark.slow
 @pytest.mark.parametrize("bits, group", GPTQ_WIDTHS)
 def test_gptq_at_other_widths_packs_that_many_bits_and_reloads(lab, gptq_widths, gptqmodel_env, bits, group):
-    from safetensors import safe_open
-
     folder = gptq_widths[(bits, group)]
     config = json.loads((folder / "config.json").read_text())["quantization_config"]
     assert (config["bits"], config["group_size"]) == (bits, group)
-    baseline = lab["baselines"]["gptq"]
-    with safe_open(str(folder / "model.safetensors"), "pt") as packed, \
-            safe_open(str(baseline / "model.safetensors"), "pt") as dense:
-        qweights = [key for key in packed.keys() if key.endswith(".qweight")]  # noqa: SIM118
-        assert len(qweights) == 7
-        for key in qweights:
-            rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
-            assert packed.get_slice(key).get_shape() == [columns * bits // 32, rows], key  # `bits` per weight
+    for name, linear in packed_linears(folder, lab["baselines"]["gptq"]).items():
+        rows, columns = linear["dense"]
+        assert linear["qweight"] == [columns * bits // 32, rows], name  # `bits` per weight
     assert len(generate_in_gptqmodel_env(gptqmodel_env, folder)["new"]) >= 1
 
 
@@ -328,19 +342,11 @@ def awq_groups(lab):
 @pytest.mark.parametrize("group", AWQ_GROUPS)
 def test_awq_at_other_group_sizes_packs_4_bits_with_one_scale_per_group_and_reloads(lab, awq_groups, gptqmodel_env,
                                                                                    group):
-    from safetensors import safe_open
-
     folder = awq_groups[group]
     config = json.loads((folder / "config.json").read_text())["quantization_config"]
     assert (config["bits"], config["group_size"]) == (4, group)
-    baseline = lab["baselines"]["awq"]
-    with safe_open(str(folder / "model.safetensors"), "pt") as packed, \
-            safe_open(str(baseline / "model.safetensors"), "pt") as dense:
-        qweights = [key for key in packed.keys() if key.endswith(".qweight")]  # noqa: SIM118
-        assert len(qweights) == 7
-        for key in qweights:
-            rows, columns = dense.get_slice(key.removesuffix(".qweight") + ".weight").get_shape()
-            groups = 1 if group == -1 else columns // group
-            assert packed.get_slice(key).get_shape() == [columns, rows * 4 // 32], key  # GEMM packs the output dim
-            assert packed.get_slice(key.removesuffix(".qweight") + ".scales").get_shape() == [groups, rows], key
+    for name, linear in packed_linears(folder, lab["baselines"]["awq"]).items():
+        rows, columns = linear["dense"]
+        assert linear["qweight"] == [columns, rows * 4 // 32], name  # GEMM packs the output dimension
+        assert linear["scales"] == [1 if group == -1 else columns // group, rows], name
     assert len(generate_in_gptqmodel_env(gptqmodel_env, folder)["new"]) >= 1
