@@ -39,7 +39,7 @@ from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "QLAB_CACHE"
-LAYOUT_VERSION = 2  # bump when the folder layout, tokenizer or training code changes
+LAYOUT_VERSION = 3  # bump when the folder layout, tokenizer or training code changes
 MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
 
@@ -204,7 +204,7 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
                work / "examples.pt")
     torch.save(splits["eval"], work / "eval_docs.pt")
 
-    jobs = [TrainJob(size, profile.sizes[size], profile.train, seed, work, out / size)
+    jobs = [TrainJob(size, profile.sizes[size], profile.train.resolved(), seed, work, out / size)
             for size in sizes]
     reports = _train_in_parallel(jobs)
     report = {"profile": profile_name, "seed": seed, "sizes": reports}

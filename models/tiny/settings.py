@@ -3,7 +3,9 @@ cache key): model sizes, training settings and the build profiles."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from models.tiny.generator import DataSettings
 
@@ -57,7 +59,25 @@ class TrainSettings:
     decay_fraction: float = 0.2
     min_decay_steps: int = 200
     weight_decay: float = 0.01
+    # Matrix multiplies of training steps and dev scoring (autocast; weights, gradients and
+    # optimizer state stay float32). "auto": bfloat16 where the CPU has it natively (a step
+    # is 1.6-1.8x faster), else float32; resolved before it is hashed into the cache key.
+    matmul_dtype: str = "auto"
     max_new_tokens: int = 24  # for the final greedy evaluation
+
+    def resolved(self) -> TrainSettings:
+        if self.matmul_dtype != "auto":
+            return self
+        return replace(self, matmul_dtype="bfloat16" if native_bfloat16() else "float32")
+
+
+def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (x86 AVX512-BF16 or AMX).
+    Elsewhere it is emulated, so training uses float32 there."""
+    try:
+        return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo.read_text()) is not None
+    except OSError:  # not Linux
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class Profile:
         return {
             "data": asdict(self.data),
             "tokenizer": asdict(self.tokenizer),
-            "train": asdict(self.train),
+            "train": asdict(self.train.resolved()),
             "sizes": {size: asdict(self.sizes[size]) for size in sizes},
         }
 

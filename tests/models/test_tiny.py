@@ -13,13 +13,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from evaluate.prompts import TASKS_DIR, render_prompt, render_target
 from models.tiny import PROFILES, SIZES, TASKS, ensure_built
+from models.tiny import settings as settings_module
 from models.tiny.build import MANIFEST, build_name, cache_root, find_build
 from models.tiny.generator import (LAB_TASK_NAMES, DataSettings, answer_text, assistant_reply,
                                    generate_splits)
-from models.tiny.settings import SizeConfig
+from models.tiny.settings import SizeConfig, native_bfloat16
+from models.tiny.training import matmul_precision
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = DataSettings(train_per_task=60, dev_per_task=10, eval_per_task=20)
@@ -227,6 +230,39 @@ def test_cache_key_depends_on_settings_and_seed():
     assert len(names) == 2 * 2 * len(PROFILES)
 
 
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 amx_tile\n")
+    assert native_bfloat16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n")
+    assert not native_bfloat16(cpuinfo)
+    assert not native_bfloat16(tmp_path / "absent")
+
+
+def test_auto_matmul_dtype_is_resolved_into_the_cache_key(monkeypatch):
+    keys = {}
+    for native in (True, False):
+        monkeypatch.setattr(settings_module, "native_bfloat16", lambda: native)
+        keys[native] = build_name("full", SIZES, 0)
+        assert PROFILES["full"].settings_for(SIZES)["train"]["matmul_dtype"] == (
+            "bfloat16" if native else "float32")
+    assert keys[True] != keys[False]  # weights trained either way differ
+
+
+@pytest.mark.parametrize("dtype, expected", [("bfloat16", torch.bfloat16),
+                                             ("float32", torch.float32)])
+def test_training_matmuls_run_in_the_resolved_dtype(dtype, expected):
+    linear = torch.nn.Linear(128, 128)
+    with matmul_precision(dtype):
+        assert linear(torch.ones(2, 128)).dtype == expected
+    assert linear.weight.dtype == torch.float32  # the weights themselves stay float32
+
+
+def test_training_refuses_an_unresolved_matmul_dtype():
+    with pytest.raises(ValueError, match="choices: bfloat16, float32"):
+        matmul_precision("auto")
+
+
 def test_ensure_built_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="choices: tiny-s, tiny-m, tiny-l"):
         ensure_built(sizes=["tiny-xl"], cache_dir=tmp_path)
@@ -273,6 +309,8 @@ def test_quick_build_layout_and_report(quick_family):
     root = quick_family.root
     manifest = json.loads((root / MANIFEST).read_text())
     assert manifest["sizes"] == list(SIZES) and manifest["dtype"] == "float32"
+    assert manifest["settings"]["train"]["matmul_dtype"] == (
+        "bfloat16" if native_bfloat16() else "float32")
     assert not [p.name for p in root.parent.iterdir() if p.name.startswith(".tmp-")]
     for size in SIZES:
         folder = quick_family.model_path(size)
