@@ -93,6 +93,18 @@ def rows_batched(data: dict) -> list[list[str]]:
     ]]
 
 
+def rows_tiny_training(data: dict) -> list[list[str]]:
+    return [[
+        f"tiny_training ({size})",
+        f"step time float32 / bfloat16: {_fmt(r['float32_over_bfloat16']['ratio_of_medians'])} (paired "
+        f"{_fmt(r['float32_over_bfloat16']['median_paired_ratio'])}); {_fmt(r['bfloat16']['seconds_per_step'])} "
+        f"vs {_fmt(r['float32']['seconds_per_step'])} s/step",
+        "(report)", "-",
+        f"full profile, native bfloat16 {_fmt(data['native_bfloat16'])}, {data['steps_per_round']} steps, "
+        f"n={data['repeats']}",
+    ] for size, r in data["sizes"].items()]
+
+
 def rows_sweep(data: dict, name: str) -> list[list[str]]:
     kind = "validation, not the official result" if data.get("validation") else "official"
     return [[
@@ -151,7 +163,7 @@ def gpu_details(data: dict) -> list[str]:
 
 RENDERERS = {"quantize_overhead": rows_quantize, "eval_overhead": rows_eval, "batched_generation": rows_batched,
              "sweep_rerun": rows_sweep, "sweep_rerun-validation": rows_sweep, "demo_and_tests": rows_demo,
-             "gpu_check": rows_gpu}
+             "tiny_training": rows_tiny_training, "gpu_check": rows_gpu}
 
 
 def render(results_dir: Path = RESULTS_DIR) -> str:
