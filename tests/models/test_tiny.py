@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ from models.tiny import settings as settings_module
 from models.tiny.build import MANIFEST, build_name, cache_root, find_build
 from models.tiny.generator import (LAB_TASK_NAMES, DataSettings, answer_text, assistant_reply,
                                    generate_splits)
-from models.tiny.settings import SizeConfig, native_bfloat16
-from models.tiny.training import matmul_precision
+from models.tiny.settings import SizeConfig, TrainSettings, native_bfloat16
+from models.tiny.training import PlateauSchedule, matmul_precision
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = DataSettings(train_per_task=60, dev_per_task=10, eval_per_task=20)
@@ -228,6 +229,41 @@ def test_cache_key_depends_on_settings_and_seed():
     names = {build_name(p, s, seed) for p in PROFILES for s in (SIZES, ("tiny-s",))
              for seed in (0, 1)}
     assert len(names) == 2 * 2 * len(PROFILES)
+
+
+SCHEDULE = TrainSettings(warmup_steps=10, eval_every=100, patience=3, min_gain=0.01,
+                         max_stable_steps=1000, decay_fraction=0.2, min_decay_steps=50)
+
+
+def test_schedule_warms_up_then_holds_the_peak_rate():
+    schedule = PlateauSchedule(SCHEDULE, peak_lr=4e-3)
+    assert schedule.learning_rate(0) == pytest.approx(4e-4)
+    assert schedule.learning_rate(9) == schedule.learning_rate(500) == pytest.approx(4e-3)
+    assert not schedule.finished(10_000)  # no plateau seen, no cap reached: keep training
+
+
+def test_schedule_decays_after_patience_evaluations_without_a_real_gain():
+    schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    # 0.30 -> 0.40 is a gain; +0.01 is not (min_gain is exclusive); then no gain at all.
+    for step, score in [(100, 0.30), (200, 0.40), (300, 0.41), (400, 0.39)]:
+        schedule.observe(step, score)
+        assert schedule.decay_start is None, step
+    schedule.observe(500, 0.405)  # the third evaluation without a gain above 0.41
+    assert schedule.decay_start == 500 and schedule.decay_steps == 100  # 0.2 * 500
+    assert schedule.learning_rate(550) == pytest.approx(0.5)
+    schedule.observe(600, 0.9)  # a late gain does not restart the constant phase
+    assert schedule.decay_start == 500
+    assert not schedule.finished(599) and schedule.finished(600)
+
+
+def test_schedule_decays_at_the_cap_while_still_improving():
+    schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    for step in range(100, 1100, 100):
+        schedule.observe(step, step / 2000)  # +0.05 every evaluation
+    assert schedule.decay_start == 1000 and schedule.decay_steps == 200
+    short = PlateauSchedule(replace(SCHEDULE, max_stable_steps=100), peak_lr=1.0)
+    short.observe(100, 0.1)
+    assert short.decay_steps == 50  # min_decay_steps
 
 
 def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
