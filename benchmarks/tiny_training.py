@@ -25,16 +25,6 @@ NAME = "tiny_training"
 ARMS = {"bfloat16": ("bfloat16", "eager"), "float32": ("float32", "sdpa")}
 
 
-def training_batches(examples_by_task: dict, batch_size: int, seed: int):
-    import torch
-
-    from models.tiny.training import _shared_prefix, _shuffled_batches
-
-    generator = torch.Generator().manual_seed(seed)
-    return [_shuffled_batches(examples, _shared_prefix(examples), batch_size, generator)
-            for _, examples in sorted(examples_by_task.items())]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="tiny-s,tiny-m,tiny-l")
@@ -50,13 +40,15 @@ def main(argv=None) -> int:
     from models.tiny.generator import DataSettings, generate_splits
     from models.tiny.settings import PROFILES, native_bfloat16
     from models.tiny.tokenizer import train_tokenizer
-    from models.tiny.training import encode_examples, new_model, new_optimizer, train_step
+    from models.tiny.training import (encode_examples, new_model, new_optimizer, task_prefixes,
+                                      train_step, training_batches)
 
     torch.set_num_threads(1)  # as the build trains each size
     profile = PROFILES["full"]
     splits = generate_splits(DataSettings(train_per_task=2000, dev_per_task=16), seed=0)
     tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
-    examples = encode_examples(tokenizer, splits["train"])
+    train, dev = (encode_examples(tokenizer, splits[split]) for split in ("train", "dev"))
+    prefixes = task_prefixes(train, dev)
     result = {"profile": "full", "steps_per_round": args.steps, "repeats": args.repeats,
               "warmup": args.warmup, "native_bfloat16": native_bfloat16(),
               "batch_size_per_task": profile.train.batch_size, "sizes": {}}
@@ -66,7 +58,7 @@ def main(argv=None) -> int:
             model = new_model(profile.sizes[size], tokenizer, seed=0)
             model.set_attn_implementation(attention)
             optimizer = new_optimizer(model, profile.sizes[size].learning_rate, profile.train)
-            batches = training_batches(examples, profile.train.batch_size, seed=0)
+            batches = training_batches(train, prefixes, profile.train.batch_size, seed=0)
 
             def run(_round: int) -> Measurement:
                 start = time.perf_counter()
@@ -80,10 +72,10 @@ def main(argv=None) -> int:
                           args.repeats, args.warmup)
         walls = {name: [m.wall_s for m in ms] for name, ms in runs.items()}
         speedup = compare(walls["float32"], walls["bfloat16"])
+        summaries = {name: arm_summary(runs[name]) for name in ARMS}
         result["sizes"][size] = {
-            **{name: {**arm_summary(runs[name]),
-                      "seconds_per_step": round(arm_summary(runs[name])["wall_s"]["median"] / args.steps, 4)}
-               for name in ARMS},
+            **{name: {**summary, "seconds_per_step": round(summary["wall_s"]["median"] / args.steps, 4)}
+               for name, summary in summaries.items()},
             "float32_over_bfloat16": speedup,
         }
         print(f"{size}: float32/bfloat16 step time {speedup['ratio_of_medians']}")

@@ -119,13 +119,10 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
     with the same tokens (chat header and instruction), which run once per batch.
     """
     settings, peak_lr = job.train, job.size_config.learning_rate
-    generator = torch.Generator().manual_seed(job.seed)
-    tasks = sorted(train)
-    prefixes = {task: _shared_prefix(train[task] + dev[task]) for task in tasks}
-    batches = {task: _shuffled_batches(train[task], prefixes[task], settings.batch_size,
-                                       generator) for task in tasks}
+    prefixes = task_prefixes(train, dev)
+    batches = training_batches(train, prefixes, settings.batch_size, job.seed)
     dev_batches = {task: [_collate(dev[task][i:i + 128], prefixes[task])
-                          for i in range(0, len(dev[task]), 128)] for task in tasks}
+                          for i in range(0, len(dev[task]), 128)] for task in sorted(dev)}
     optimizer = new_optimizer(model, peak_lr, settings)
     schedule = PlateauSchedule(settings, peak_lr)
     history: list[dict] = []
@@ -137,8 +134,7 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = schedule.learning_rate(step)
-        loss = train_step(model, optimizer, [next(batches[task]) for task in tasks],
-                          settings.matmul_dtype)
+        loss = train_step(model, optimizer, [next(b) for b in batches], settings.matmul_dtype)
         step += 1
         if step % settings.eval_every == 0 or schedule.finished(step):
             with matmul_precision(settings.matmul_dtype):
@@ -152,6 +148,21 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
             if job.progress is not None:
                 job.progress.put((job.size, entry))
     return best_state, history
+
+
+def task_prefixes(train: dict[str, list[Example]],
+                  dev: dict[str, list[Example]]) -> dict[str, list[int]]:
+    """Per task, the prompt tokens that every train and dev example starts with."""
+    return {task: _shared_prefix(train[task] + dev[task]) for task in sorted(train)}
+
+
+def training_batches(train: dict[str, list[Example]], prefixes: dict[str, list[int]],
+                     batch_size: int, seed: int) -> list[Iterator[dict]]:
+    """Endless shuffled batches of every task (tasks in sorted order), drawn from one
+    generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return [_shuffled_batches(train[task], prefixes[task], batch_size, generator)
+            for task in sorted(train)]
 
 
 def new_optimizer(model, peak_lr: float, settings: TrainSettings) -> torch.optim.Optimizer:
