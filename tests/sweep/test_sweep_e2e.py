@@ -153,10 +153,21 @@ def assert_resumes_exactly(root: Path) -> None:
     assert len(pd.read_parquet(root / "results" / "table.parquet")) == sum("records" in p.parts for p in after)
 
 
-@pytest.mark.parametrize("kill_after", [6, 25])
-def test_sweep_killed_at_an_arbitrary_moment_resumes_exactly(tmp_path, tiny_family, kill_after):
+@pytest.fixture(scope="module")
+def sequential_sweep_seconds(tmp_path_factory, tiny_family) -> float:
+    """How long the kill tests' sweep takes uninterrupted on this machine."""
+    started = time.monotonic()
+    assert start_sweep(tmp_path_factory.mktemp("timed")).wait() == 0
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.7])
+def test_sweep_killed_at_an_arbitrary_moment_resumes_exactly(tmp_path, tiny_family, sequential_sweep_seconds,
+                                                             fraction):
+    """Killed a fraction of the way through (timed on this machine, so that the moment
+    falls mid-sweep on a fast machine as on a slow one)."""
     process = start_sweep(tmp_path)
-    time.sleep(kill_after)
+    time.sleep(fraction * sequential_sweep_seconds)
     os.killpg(process.pid, signal.SIGKILL)  # the sweep and its running cell, mid-whatever
     assert process.wait() == -signal.SIGKILL, "the sweep ended before the kill: nothing was tested"
     assert done_cells(tmp_path) < 4
