@@ -146,6 +146,7 @@ def gpu_details(data: dict) -> list[str]:
     lines = [f"gpu_check cells on {data.get('gpu') or data['device']}: prompt {data['settings']['prompt_tokens']} "
              f"tokens, {data['settings']['new_tokens']} new tokens; bound from the {bw.replace('_', ' ')} bandwidth "
              f"({data['bandwidth_bytes_per_s'][bw] / 1e9:.0f} GB/s)", "",
+             *([data["note"], ""] if data.get("note") else []),
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in data["cells"]:
         q = c.get("quantize") or {}

@@ -7,7 +7,8 @@
 #
 # Usage:
 #   bash scripts/gpu_check.sh [benchmarks.gpu_check args...]   e.g. --models qwen3-0.6b-shape --methods none,rtn
-#   bash scripts/gpu_check.sh --download-wheels   # on a machine WITH network, before going to an offline GPU machine
+#   bash scripts/gpu_check.sh --download-wheels [--python python3.12] [--have FILE]
+#       # on a machine WITH network, before going to an offline GPU machine (scripts/gpu_wheels.py)
 #
 # Which Python it uses, in order:
 #   1. .venv-cuda/bin/python, if it exists and its torch sees CUDA;
@@ -28,27 +29,16 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 WHEELS=${QLAB_WHEELS:-.whl}
 TORCH_INDEX=${QLAB_TORCH_INDEX:-https://download.pytorch.org/whl/cu128}
-# Packages a CUDA PyTorch image already has (and that are too big to carry): not downloaded.
-FROM_IMAGE='^(torch|torchvision|torchaudio|triton|nvidia_.*|numpy|pandas|pyarrow|scipy|matplotlib|pillow|statsmodels|sympy|networkx|setuptools|pip|fonttools|kiwisolver|contourpy)-'
 
 cuda_python() {  # prints "yes" if $1's torch sees a CUDA device
     "$1" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1 && echo yes || true
 }
 
 if [ "${1:-}" = "--download-wheels" ]; then
-    # For an offline GPU machine with Python 3.12 and a CUDA torch of its own.
-    mkdir -p "$WHEELS"
-    grep -vE '^\s*(#|$|torch==)' requirements/main.txt > /tmp/qlab-gpu-requirements.txt
-    python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
-        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-        --platform any -d "$WHEELS" -r /tmp/qlab-gpu-requirements.txt
-    for f in "$WHEELS"/*.whl; do
-        if basename "$f" | grep -qiE "$FROM_IMAGE"; then rm -f "$f"; fi
-    done
-    echo "wheels in $WHEELS: $(du -sh "$WHEELS" | cut -f1) (the lent GPU machine carries at most 64 MiB in all;"
-    echo "if over, drop what the image already has: see KINDS.md's package list)"
-    exit 0
+    # For an offline GPU machine with a CUDA torch of its own: wheels of what it lacks, built
+    # with an interpreter of its Python version (scripts/gpu_wheels.py says why and how).
+    shift
+    exec python3 scripts/gpu_wheels.py --dest "$WHEELS" "$@"
 fi
 
 PY=""
@@ -58,8 +48,8 @@ elif command -v python3 >/dev/null && [ -n "$(cuda_python python3)" ]; then
     PY=$(command -v python3)
     carried=$(ls "$WHEELS"/*.whl .whl-*/*.whl 2>/dev/null || true)
     if [ -n "$carried" ] || [ -d /tmp/qlab-site ]; then
-        # Wheels may come in parts over several calls to a machine that stays warm (the
-        # 64 MiB carry limit: bitsandbytes alone is ~41 MiB): each call adds its part.
+        # Wheels may also come in parts over several calls to a machine that stays warm
+        # (a carry limit): each call adds its part.
         if [ -n "$carried" ]; then
             echo "installing $(echo "$carried" | wc -l) carried wheels into /tmp/qlab-site (no network needed)"
             # shellcheck disable=SC2086
