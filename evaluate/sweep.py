@@ -68,7 +68,8 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
     cells = []
     for model in spec.models:
         common = (f"model={model}", *paths, *spec.quantize_overrides)
-        cells.append(Cell(model, "none", ("method=none", *common), eval_common))
+        baseline = Cell(model, "none", ("method=none", *common), eval_common)
+        cells += [baseline, *_dtype_baselines(baseline, spec)]
         for grid in spec.methods:
             for bits in grid.bits or [None]:
                 quant = [f"quant.bits={bits}"] if bits is not None else []
@@ -77,6 +78,26 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
                 cells.append(Cell(model, grid.method, overrides, eval_common))
     _validate([cell for cell in cells if cell_status(cfg, cell)["status"] != "done"])
     return cells
+
+
+def _dtype_baselines(baseline: Cell, spec) -> list[Cell]:
+    """A variant is compared with the baseline of its own dtype (evaluate.run.find_baseline),
+    so each other dtype a grid sets (AWQ in float16 for a float32 model, say) gets one."""
+    dtypes = [d for d in dict.fromkeys(_dtype_override(grid.overrides) for grid in spec.methods) if d]
+    if not dtypes:
+        return []
+    try:
+        dtypes.remove(_job_and_method(baseline)[0].model.dtype)
+    except (ConfigError, ValueError):  # an invalid baseline is reported with the other invalid cells
+        pass
+    return [dataclasses.replace(baseline, quantize_overrides=(*baseline.quantize_overrides, f"model.dtype={d}"))
+            for d in dtypes]
+
+
+def _dtype_override(overrides) -> Optional[str]:
+    """The value of the last `model.dtype=` in overrides (Hydra applies the last), or None."""
+    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("model.dtype=")]
+    return values[-1] if values else None
 
 
 def _validate(cells: list[Cell]) -> None:

@@ -105,7 +105,7 @@ def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
                 break
         failing = [f"{m} ({t})" for m, t, good in zip(cells.model, cells.tier, ok, strict=True) if not good]
         rows.append({
-            "method": method, "group": group, "bits": int(bits), "sizes_tested": len(cells),
+            "method": method, "group": group, "bits": int(bits), "sizes_tested": cells.model.nunique(),
             "smallest_viable_model": cells.model.iloc[threshold] if threshold is not None else None,
             "smallest_viable_size_b": cells.size_b.iloc[threshold] if threshold is not None else None,
             "viable_at_all_sizes": threshold == 0,

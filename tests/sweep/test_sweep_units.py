@@ -51,3 +51,32 @@ def test_only_known_backend_venvs_count_as_other_environments(monkeypatch):
     assert backends.running_environment() == "main"
     monkeypatch.setattr(sys, "prefix", str(backends.REPO_ROOT / ".venv-gptqmodel"))
     assert backends.running_environment() == "gptqmodel"
+
+
+def _planned(tmp_path, methods: str, *extra: str) -> list:
+    cfg = compose("evaluate_sweep", ["sweep.models=[tiny-s]", f"sweep.methods={methods}",
+                                     f"output_dir={tmp_path / 'a'}", f"results_dir={tmp_path / 'r'}",
+                                     f"sweeps_dir={tmp_path / 's'}", *extra])
+    return sweep.plan_cells(cfg)
+
+
+def _dtype(cell) -> str:
+    return compose("quantize", list(cell.quantize_overrides)).model.dtype
+
+
+def test_a_grid_in_another_dtype_gets_a_baseline_in_that_dtype(tmp_path):
+    """Variants are compared with the baseline of their own dtype, so a float16 grid on a
+    float32 model needs a float16 baseline, planned in the baselines' phase."""
+    cells = _planned(tmp_path, "[{method: rtn, bits: [4]}, {method: rtn, bits: [8], overrides: ['model.dtype=float16']},"
+                               " {method: hqq, bits: [4], overrides: ['model.dtype=float16']}]",
+                     "sweep.quantize_overrides=['model.dtype=float32']")
+    baselines = [c for c in cells if c.is_baseline]
+    assert [_dtype(c) for c in baselines] == ["float32", "float16"]
+    assert cells[:2] == baselines
+    assert sorted(_dtype(c) for c in cells if not c.is_baseline) == ["float16", "float16", "float32"]
+
+
+def test_no_extra_baseline_when_the_grid_dtype_is_the_models_own(tmp_path):
+    cells = _planned(tmp_path, "[{method: rtn, bits: [4], overrides: ['model.dtype=float32']}]",
+                     "sweep.quantize_overrides=['model.dtype=float32']")
+    assert [c.method for c in cells] == ["none", "rtn"]

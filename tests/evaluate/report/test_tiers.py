@@ -143,3 +143,8 @@ def test_viable_everywhere_nowhere_and_with_a_stricter_rule():
     assert threshold((0.5, -3.0), (3.0, 0.0))["viable_at_all_sizes"]
     assert threshold((0.5, -1.0), (3.0, -12.0))["smallest_viable_model"] is None
     assert threshold((0.5, -4.0), (3.0, -1.0), viable="negligible")["smallest_viable_model"] == "m3.0"
+
+
+def test_sizes_tested_counts_models_not_variants():
+    """Two variants of one model (the same scheme in float32 and bfloat16, say) are one size."""
+    assert threshold((0.5, -1.0), (0.5, -2.0), (3.0, -1.0))["sizes_tested"] == 2
