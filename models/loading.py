@@ -8,10 +8,31 @@ library saves its own format registers its loader in `LOADERS`.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
 from models.artifact import read_manifest
+
+
+class OncePerMessage(logging.Filter):
+    """Lets each distinct message through once per process."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+# bitsandbytes' LLM.int8() logs this on every int8 matmul whose input is not float16 (a
+# bfloat16 model on CUDA): 52,374 lines in one gpu_check run. Said once, it still says why.
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(OncePerMessage())
 
 
 def pick_device(requested: str = "auto") -> str:
