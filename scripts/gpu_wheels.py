@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if shutil.which(args.python) is None:
-        print(f"error: no interpreter {args.python!r}: pass --python with one of the GPU machine's Python version "
+        print(f"error: no interpreter {args.python!r}: pass --python with an interpreter of the GPU machine's Python version "
               "(compiled wheels are per version)", file=sys.stderr)
         return 2
     have = read_have(args.have)
