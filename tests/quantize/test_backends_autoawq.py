@@ -186,10 +186,16 @@ def test_a_sweep_cell_quantizes_in_legacy_and_evaluates_in_gptqmodel(lab, enviro
             f"output_dir={root / 'artifacts'}", f"results_dir={root / 'results'}", f"sweeps_dir={root / 'sweeps'}"]
     result = run_cli("evaluate", *args, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "2 done, 0 reused, 0 failed" in result.stdout
-    made = [r for _, r in store.iter_records(root / "results") if r["artifact"]["method"] == "awq"]
+    assert "3 done, 0 reused, 0 failed" in result.stdout  # baselines in float32 (the model's) and float16 (AWQ's)
+    records = [r for _, r in store.iter_records(root / "results")]
+    made = [r for r in records if r["artifact"]["method"] == "awq"]
     assert made and all("gptqmodel" in r["versions"] for r in made)
+    float16_baseline = {r["artifact"]["fingerprint"] for r in records
+                        if r["artifact"]["is_baseline"] and r["artifact"]["label"] == "none-float16"}
+    assert len(float16_baseline) == 1
+    assert {r["task"] for r in made if (r.get("baseline") or {}).get("baseline_fingerprint") in float16_baseline} >= {
+        "tiny_arc", "kl_divergence"}
     log = next((root / "sweeps" / "autoawq" / "logs").glob("tiny-s__awq*"))
     assert ".venv-legacy/bin/python" in log.read_text()
     again = run_cli("evaluate", *args, timeout=600)
-    assert again.returncode == 0 and "0 done, 2 reused, 0 failed" in again.stdout
+    assert again.returncode == 0 and "0 done, 3 reused, 0 failed" in again.stdout
