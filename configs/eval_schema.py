@@ -46,6 +46,11 @@ class EvalConfig:
     num_fewshot: Optional[int] = None
     max_gen_toks: Optional[int] = None  # None: the task's own
     apply_chat_template: str = "auto"  # auto: when the tokenizer has a chat template
+    # For chat templates with a thinking switch (Qwen3's `enable_thinking`): false = answer
+    # directly (the template's empty think block); true = think first, and only the text
+    # after think_end_token is scored; null = whatever the template does by default.
+    enable_thinking: Optional[bool] = False
+    think_end_token: str = "</think>"
     data_files: Dict[str, str] = field(default_factory=dict)  # task -> local file, or tiny:<task>
     perplexity_task: Optional[str] = None  # a loglikelihood_rolling task for perplexity
     include_path: Optional[str] = None  # a folder of your own lm-eval task YAMLs
@@ -57,6 +62,9 @@ class EvalConfig:
             raise ConfigError("eval.tasks is empty; pick an eval set (eval=boxed, eval=tiny) or eval.tasks=[arc_easy,...]")
         if self.apply_chat_template not in CHAT_TEMPLATE_CHOICES:
             raise choices_error("eval.apply_chat_template", self.apply_chat_template, CHAT_TEMPLATE_CHOICES)
+        if self.enable_thinking and not self.think_end_token:
+            raise ConfigError("eval.enable_thinking=true needs eval.think_end_token (the token that ends the thinking, "
+                              "e.g. '</think>'), so that only the answer after it is scored")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
         if self.limit is not None and self.limit < 1:

@@ -22,6 +22,7 @@ run      evaluate one artifact (and its baseline, if any) on a set of tasks; one
 common settings:
   eval=<set>  eval.tasks=[arc_easy,gsm8k]  eval.limit=200  eval.batch_size=16
   eval.apply_chat_template=auto|true|false  +eval.data_files.<task>=/path/local.jsonl
+  eval.enable_thinking=false|true|null (chat templates with a thinking switch, e.g. Qwen3)
   baseline=auto|null|<folder>  results_dir=lab/results  device=auto|cpu|cuda  speed.enabled=true
 report   [key=value ...]  the method comparison report (HTML, Markdown, CSV) from the results
          store; gate.min_recovery=0.95 exits 1 naming the variants under it.

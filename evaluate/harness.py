@@ -48,7 +48,11 @@ def run_tasks(
     data_files: Optional[dict[str, str]] = None,
     include_path: Optional[str] = None,
     seed: int = 0,
+    enable_thinking: Optional[bool] = None,
+    think_end_token: Optional[str] = None,
 ) -> dict[str, TaskRun]:
+    """Run `tasks` on the loaded model. `enable_thinking` (None: not passed) goes to the chat
+    template; with it true, lm-eval scores only the text after `think_end_token`."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -59,7 +63,8 @@ def run_tasks(
             _write_local_data_task(Path(overrides_dir), task, Path(path))
         if data_files:
             include.append(overrides_dir)
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, enable_thinking=enable_thinking,
+                  think_end_token=think_end_token if enable_thinking else None)
         results = simple_evaluate(
             model=lm,
             tasks=list(tasks),

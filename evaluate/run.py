@@ -72,6 +72,10 @@ def plan_records(job: EvalRunConfig, artifact: Path, manifest: dict, data_files:
     chat = use_chat_template(job, artifact)
     common = {"limit": job.eval.limit, "num_fewshot": job.eval.num_fewshot, "max_gen_toks": job.eval.max_gen_toks,
               "apply_chat_template": chat, "seed": job.eval.seed, "scoring_version": records.SCORING_VERSION}
+    if chat and has_thinking_switch(artifact):  # only where it changes the prompt (keeps other records' keys)
+        common["enable_thinking"] = job.eval.enable_thinking
+        if job.eval.enable_thinking:
+            common["think_end_token"] = job.eval.think_end_token
     tasks = list(job.eval.tasks) + ([job.eval.perplexity_task] if job.eval.perplexity_task else [])
     plans = []
     for task in tasks:
@@ -138,6 +142,16 @@ def use_chat_template(job: EvalRunConfig, artifact: Path) -> bool:
     return has_template
 
 
+def has_thinking_switch(artifact: Path) -> bool:
+    """Whether the artifact's chat template reads `enable_thinking` (Qwen3's hybrid models)."""
+    template = artifact / "chat_template.jinja"
+    text = template.read_text() if template.is_file() else ""
+    tokenizer_config = artifact / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        text += json.dumps(json.loads(tokenizer_config.read_text()).get("chat_template") or "")
+    return "enable_thinking" in text
+
+
 # -- work (model loaded) -----------------------------------------------------------------
 @dataclasses.dataclass
 class _Context:
@@ -154,12 +168,14 @@ class _Context:
 def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
     job = ctx.job
     chat = plans[0].settings["apply_chat_template"]
+    thinking = plans[0].settings.get("enable_thinking")  # absent: the template has no switch
     started = time.perf_counter()
     runs = run_tasks(
         ctx.model, ctx.tokenizer, [p.task for p in plans], batch_size=job.eval.batch_size, limit=job.eval.limit,
         num_fewshot=job.eval.num_fewshot, apply_chat_template=chat, max_gen_toks=job.eval.max_gen_toks,
         data_files={t: f for t, f in ctx.data_files.items() if t in {p.task for p in plans}},
-        include_path=job.eval.include_path, seed=job.eval.seed,
+        include_path=job.eval.include_path, seed=job.eval.seed, enable_thinking=thinking,
+        think_end_token=plans[0].settings.get("think_end_token"),
     )
     seconds = time.perf_counter() - started
     for plan in plans:

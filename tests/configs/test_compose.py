@@ -45,6 +45,12 @@ def test_eval_seed_out_of_range_is_one_line():
         compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.seed=-1"])
 
 
+def test_thinking_needs_the_token_that_ends_it():
+    assert compose("evaluate_run", ["artifact=.", "eval=tiny"]).eval.enable_thinking is False
+    with pytest.raises(ConfigError, match=r"eval.enable_thinking=true needs eval.think_end_token"):
+        compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.enable_thinking=true", "eval.think_end_token="])
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,38 @@ def test_stock_task_numbers_equal_the_lm_eval_command_line(lab, tiny_family, tmp
     assert record["metrics"]["acc"] == cli_results["acc,none"]
     assert record["metrics"]["acc_norm"] == cli_results["acc_norm,none"]
     assert record["n"] == common["limit"]
+
+
+THINKING_TEMPLATE = (  # the tiny template plus Qwen3's switch: an empty think block when thinking is off
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>'"
+    " + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}")
+
+
+def test_thinking_switch_reaches_the_chat_template_and_the_record_settings(tiny_family, tmp_path):
+    """Qwen3-style templates think unless told not to: the lab answers directly by default
+    (eval.enable_thinking=false), and `null` leaves the template's default."""
+    source = tmp_path / "thinking-model"
+    shutil.copytree(tiny_family.model_path("tiny-s"), source)
+    (source / "chat_template.jinja").write_text(THINKING_TEMPLATE)
+    result = run_cli("quantize", "method=none", f"model={source}", f"output_dir={tmp_path / 'artifacts'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    artifact = Path(result.stdout.strip().splitlines()[-1])
+    quick = ["eval.tasks=[tiny_arc]", f"eval.data_files.tiny_arc={tiny_family.data_path('arc')}", "eval.limit=2", "eval.batch_size=2", "eval.max_gen_toks=4", "speed.enabled=false",
+             "baseline=null", "eval.perplexity_task=null"]
+    prompts = {}
+    for value in ("false", "null"):
+        results = tmp_path / f"r-{value}"
+        evaluate(artifact, results, *quick, f"eval.enable_thinking={value}")
+        record = next(r for _, r in store.iter_records(results))
+        assert record["settings"]["enable_thinking"] is {"false": False, "null": None}[value]
+        folder = store.record_folder(results, record["artifact"]["fingerprint"], "tiny_arc", record["settings_fingerprint"])
+        prompts[value] = store.read_samples(folder)[0]["prompt"]
+    assert prompts["false"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert prompts["null"].endswith("<|im_start|>assistant\n")
+
+
+def test_templates_without_a_thinking_switch_keep_their_record_settings(lab):
+    found = records_of(lab["results"], lab["artifacts"]["w4"])
+    assert "enable_thinking" not in found["tiny_arc"]["settings"]
