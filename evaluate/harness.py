@@ -103,6 +103,8 @@ def check_tasks(eval_config) -> None:
     from configs.errors import ConfigError
 
     tasks = [*eval_config.tasks, *filter(None, [eval_config.perplexity_task])]
+    if eval_config.enable_thinking:
+        _check_generative(eval_config.tasks)
     include_path = eval_config.include_path
     if all(map(task_yaml, tasks)) and not include_path:
         return
@@ -113,6 +115,18 @@ def check_tasks(eval_config) -> None:
                  for task in unknown]
         raise ConfigError(f"eval.tasks: lm-eval knows no task {'; '.join(hints)}; list them with `lm_eval --tasks list`"
                           + (f" (include path {include_path})" if include_path else ""))
+
+
+def _check_generative(tasks: list[str]) -> None:
+    """lm-eval refuses thinking on loglikelihood tasks (multiple choice), but only once the
+    model is loaded: the lab's tasks are checked now (stock ones are left to lm-eval)."""
+    from configs.errors import ConfigError
+    from evaluate.prompts import task_config
+
+    scored = [t for t in tasks if task_yaml(t) and task_config(t).get("output_type", "generate_until") != "generate_until"]
+    if scored:
+        raise ConfigError(f"eval.enable_thinking=true works only with generation tasks; {', '.join(scored)} "
+                          "score(s) log-likelihoods: drop them from eval.tasks or set eval.enable_thinking=false")
 
 
 @functools.lru_cache(maxsize=None)

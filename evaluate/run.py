@@ -72,8 +72,8 @@ def plan_records(job: EvalRunConfig, artifact: Path, manifest: dict, data_files:
     chat = use_chat_template(job, artifact)
     common = {"limit": job.eval.limit, "num_fewshot": job.eval.num_fewshot, "max_gen_toks": job.eval.max_gen_toks,
               "apply_chat_template": chat, "seed": job.eval.seed, "scoring_version": records.SCORING_VERSION}
-    if chat and has_thinking_switch(artifact):  # only where it changes the prompt (keeps other records' keys)
-        common["enable_thinking"] = job.eval.enable_thinking
+    if chat and job.eval.enable_thinking is not None and has_thinking_switch(artifact):
+        common["enable_thinking"] = job.eval.enable_thinking  # only where it changes the prompt: other keys stay
         if job.eval.enable_thinking:
             common["think_end_token"] = job.eval.think_end_token
     tasks = list(job.eval.tasks) + ([job.eval.perplexity_task] if job.eval.perplexity_task else [])

@@ -83,21 +83,22 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
 def _dtype_baselines(baseline: Cell, spec) -> list[Cell]:
     """A variant is compared with the baseline of its own dtype (evaluate.run.find_baseline),
     so each other dtype a grid sets (AWQ in float16 for a float32 model, say) gets one."""
-    dtypes = [d for d in dict.fromkeys(_dtype_override(grid.overrides) for grid in spec.methods) if d]
-    if not dtypes:
-        return []
-    try:
-        dtypes.remove(_job_and_method(baseline)[0].model.dtype)
-    except (ConfigError, ValueError):  # an invalid baseline is reported with the other invalid cells
-        pass
-    return [dataclasses.replace(baseline, quantize_overrides=(*baseline.quantize_overrides, f"model.dtype={d}"))
-            for d in dtypes]
-
-
-def _dtype_override(overrides) -> Optional[str]:
-    """The value of the last `model.dtype=` in overrides (Hydra applies the last), or None."""
-    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("model.dtype=")]
-    return values[-1] if values else None
+    cells, dtypes = [], set()
+    for grid in spec.methods:
+        dtype_overrides = tuple(o for o in grid.overrides if o.lstrip("+~").split("=", 1)[0] == "model.dtype")
+        if not dtype_overrides:
+            continue
+        cell = dataclasses.replace(baseline, quantize_overrides=(*baseline.quantize_overrides, *dtype_overrides))
+        try:
+            if not dtypes:
+                dtypes.add(_job_and_method(baseline)[0].model.dtype)
+            dtype = _job_and_method(cell)[0].model.dtype
+        except ConfigError:  # invalid: reported with the other invalid cells
+            continue
+        if dtype not in dtypes:
+            dtypes.add(dtype)
+            cells.append(cell)
+    return cells
 
 
 def _validate(cells: list[Cell]) -> None:

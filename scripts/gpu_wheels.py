@@ -73,15 +73,11 @@ def slim_bitsandbytes(wheel: Path, cuda_versions: list[str]) -> None:
                 digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 records.append(f"{item.filename},sha256={digest},{len(data)}")
             target.writestr(record_name, "\n".join(records + [f"{record_name},,"]) + "\n")
+            kept = {n.rsplit("/", 1)[-1] for n in target.namelist()}
+        if not kept & {f"libbitsandbytes_cuda{v}.so" for v in cuda_versions}:
+            sys.exit(f"error: bitsandbytes has no library for CUDA {','.join(cuda_versions)} "
+                     f"(it has: {sorted(n for n in dropped if 'cuda' in n)}); pass --cuda")
         shutil.move(slim, wheel)
-    if not any(f"cuda{v}" in name for name in _names(wheel) for v in cuda_versions):
-        sys.exit(f"error: bitsandbytes has no library for CUDA {','.join(cuda_versions)} "
-                 f"(it has: {sorted(n for n in dropped if 'cuda' in n)}); pass --cuda")
-
-
-def _names(wheel: Path) -> set[str]:
-    with zipfile.ZipFile(wheel) as archive:
-        return {n.rsplit("/", 1)[-1] for n in archive.namelist()}
 
 
 def main(argv=None) -> int:

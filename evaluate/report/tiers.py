@@ -96,18 +96,20 @@ def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
     rows = []
     quantized = variants[~variants.is_baseline & variants.tier.notna() & variants.size_b.notna()]
     for (method, group, bits), cells in quantized.groupby(["method", "group", "bits"], dropna=False, sort=True):
-        cells = cells.sort_values("size_b")
-        ok = [is_viable(t, viable) for t in cells.tier]
+        cells = cells.assign(ok=[is_viable(t, viable) for t in cells.tier])
+        # One verdict per model: viable only if every variant of it is (float32 and bfloat16, say).
+        models = cells.groupby(["size_b", "model"], sort=True).ok.all().reset_index()
+        ok = list(models.ok)
         threshold = None
         for i in range(len(ok)):
             if all(ok[i:]):
                 threshold = i
                 break
-        failing = [f"{m} ({t})" for m, t, good in zip(cells.model, cells.tier, ok, strict=True) if not good]
+        failing = [f"{m} ({t})" for m, t, good in zip(cells.model, cells.tier, cells.ok, strict=True) if not good]
         rows.append({
-            "method": method, "group": group, "bits": int(bits), "sizes_tested": cells.model.nunique(),
-            "smallest_viable_model": cells.model.iloc[threshold] if threshold is not None else None,
-            "smallest_viable_size_b": cells.size_b.iloc[threshold] if threshold is not None else None,
+            "method": method, "group": group, "bits": int(bits), "sizes_tested": len(models),
+            "smallest_viable_model": models.model.iloc[threshold] if threshold is not None else None,
+            "smallest_viable_size_b": models.size_b.iloc[threshold] if threshold is not None else None,
             "viable_at_all_sizes": threshold == 0,
             "not_viable": ", ".join(failing),
         })

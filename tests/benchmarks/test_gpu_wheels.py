@@ -60,3 +60,5 @@ def test_slim_bitsandbytes_refuses_a_cuda_version_it_has_no_library_for(tmp_path
     wheel = fake_bitsandbytes_wheel(tmp_path)
     with pytest.raises(SystemExit, match="no library for CUDA 999"):
         gpu_wheels.slim_bitsandbytes(wheel, ["999"])
+    with zipfile.ZipFile(wheel) as archive:  # left as it was
+        assert "bitsandbytes/libbitsandbytes_cuda118.so" in archive.namelist()

@@ -51,6 +51,15 @@ def test_thinking_needs_the_token_that_ends_it():
         compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.enable_thinking=true", "eval.think_end_token="])
 
 
+def test_thinking_is_refused_before_loading_for_tasks_that_score_log_likelihoods():
+    from evaluate.harness import check_tasks
+
+    job = compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.tasks=[tiny_arc,tiny_arc_mc]", "eval.enable_thinking=true"])
+    with pytest.raises(ConfigError, match=r"only with generation tasks; tiny_arc_mc score"):
+        check_tasks(job.eval)
+    check_tasks(compose("evaluate_run", ["artifact=.", "eval=tiny", "eval.enable_thinking=true"]).eval)  # perplexity is fine
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

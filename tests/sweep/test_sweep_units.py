@@ -80,3 +80,15 @@ def test_no_extra_baseline_when_the_grid_dtype_is_the_models_own(tmp_path):
     cells = _planned(tmp_path, "[{method: rtn, bits: [4], overrides: ['model.dtype=float32']}]",
                      "sweep.quantize_overrides=['model.dtype=float32']")
     assert [c.method for c in cells] == ["none", "rtn"]
+
+
+def test_dtype_baselines_follow_what_hydra_composes_not_the_override_text(tmp_path):
+    cfg = compose("evaluate_sweep", ["sweep.models=[tiny-s]", "sweep.methods=[{method: rtn, bits: [4]}, "
+                                     "{method: rtn, bits: [8]}, {method: hqq, bits: [4]}]",
+                                     "sweep.quantize_overrides=['model.dtype=float32']", f"output_dir={tmp_path / 'a'}",
+                                     f"results_dir={tmp_path / 'r'}", f"sweeps_dir={tmp_path / 's'}"])
+    cfg.sweep.methods[0].overrides = ["model.dtype='float16'"]  # quoted: still float16
+    cfg.sweep.methods[1].overrides = ["++model.dtype=float16"]  # the same dtype: one baseline
+    cfg.sweep.methods[2].overrides = ["model.dtype='float32'"]  # the model's own: none added
+    baselines = [c for c in sweep.plan_cells(cfg) if c.is_baseline]
+    assert [_dtype(c) for c in baselines] == ["float32", "float16"]

@@ -148,3 +148,9 @@ def test_viable_everywhere_nowhere_and_with_a_stricter_rule():
 def test_sizes_tested_counts_models_not_variants():
     """Two variants of one model (the same scheme in float32 and bfloat16, say) are one size."""
     assert threshold((0.5, -1.0), (0.5, -2.0), (3.0, -1.0))["sizes_tested"] == 2
+
+
+def test_a_model_is_viable_only_if_every_variant_of_it_is():
+    row = threshold((0.5, -6.0), (0.5, -1.0), (3.0, -1.0))  # m0.5: one concerning variant, one negligible
+    assert row["smallest_viable_model"] == "m3.0"
+    assert row["not_viable"] == "m0.5 (concerning)"
