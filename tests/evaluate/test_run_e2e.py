@@ -180,7 +180,8 @@ THINKING_TEMPLATE = (  # the tiny template plus Qwen3's switch: an empty think b
 
 def test_thinking_switch_reaches_the_chat_template_and_the_record_settings(tiny_family, tmp_path):
     """Qwen3-style templates think unless told not to: the lab answers directly by default
-    (eval.enable_thinking=false), and `null` leaves the template's default."""
+    (eval.enable_thinking=false, recorded), and `null` leaves the template's default (and the
+    settings as they were before the switch existed)."""
     source = tmp_path / "thinking-model"
     shutil.copytree(tiny_family.model_path("tiny-s"), source)
     (source / "chat_template.jinja").write_text(THINKING_TEMPLATE)
@@ -194,7 +195,7 @@ def test_thinking_switch_reaches_the_chat_template_and_the_record_settings(tiny_
         results = tmp_path / f"r-{value}"
         evaluate(artifact, results, *quick, f"eval.enable_thinking={value}")
         record = next(r for _, r in store.iter_records(results))
-        assert record["settings"]["enable_thinking"] is {"false": False, "null": None}[value]
+        assert record["settings"].get("enable_thinking", "absent") == {"false": False, "null": "absent"}[value]
         folder = store.record_folder(results, record["artifact"]["fingerprint"], "tiny_arc", record["settings_fingerprint"])
         prompts[value] = store.read_samples(folder)[0]["prompt"]
     assert prompts["false"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
