@@ -135,21 +135,24 @@ def resolve_data_files(job: EvalRunConfig, manifest: dict) -> dict[str, str]:
 def use_chat_template(job: EvalRunConfig, artifact: Path) -> bool:
     if job.eval.apply_chat_template != "auto":
         return job.eval.apply_chat_template == "true"
-    tokenizer_config = artifact / "tokenizer_config.json"
-    has_template = (artifact / "chat_template.jinja").is_file()
-    if tokenizer_config.is_file():
-        has_template = has_template or bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
-    return has_template
+    return bool(chat_templates(artifact))
 
 
 def has_thinking_switch(artifact: Path) -> bool:
     """Whether the artifact's chat template reads `enable_thinking` (Qwen3's hybrid models)."""
-    template = artifact / "chat_template.jinja"
-    text = template.read_text() if template.is_file() else ""
+    return any("enable_thinking" in template for template in chat_templates(artifact))
+
+
+def chat_templates(artifact: Path) -> list[str]:
+    """The artifact's chat templates as text: chat_template.jinja, and the one in
+    tokenizer_config.json (a string or a list of named templates)."""
+    templates = []
+    if (artifact / "chat_template.jinja").is_file():
+        templates.append((artifact / "chat_template.jinja").read_text())
     tokenizer_config = artifact / "tokenizer_config.json"
-    if tokenizer_config.is_file():
-        text += json.dumps(json.loads(tokenizer_config.read_text()).get("chat_template") or "")
-    return "enable_thinking" in text
+    if tokenizer_config.is_file() and (configured := json.loads(tokenizer_config.read_text()).get("chat_template")):
+        templates.append(json.dumps(configured))
+    return templates
 
 
 # -- work (model loaded) -----------------------------------------------------------------

@@ -83,17 +83,20 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
 def _dtype_baselines(baseline: Cell, spec) -> list[Cell]:
     """A variant is compared with the baseline of its own dtype (evaluate.run.find_baseline),
     so each other dtype a grid sets (AWQ in float16 for a float32 model, say) gets one."""
-    cells, dtypes = [], set()
-    for grid in spec.methods:
-        dtype_overrides = tuple(o for o in grid.overrides if o.lstrip("+~").split("=", 1)[0] == "model.dtype")
-        if not dtype_overrides:
-            continue
-        cell = dataclasses.replace(baseline, quantize_overrides=(*baseline.quantize_overrides, *dtype_overrides))
+    dtype_overrides = [tuple(o for o in grid.overrides if o.lstrip("+~").split("=", 1)[0] == "model.dtype")
+                       for grid in spec.methods]
+    if not any(dtype_overrides):
+        return []
+    try:
+        dtypes = {_job_and_method(baseline)[0].model.dtype}
+    except ConfigError:  # an invalid baseline is reported with the other invalid cells
+        return []
+    cells = []
+    for overrides in filter(None, dtype_overrides):
+        cell = dataclasses.replace(baseline, quantize_overrides=(*baseline.quantize_overrides, *overrides))
         try:
-            if not dtypes:
-                dtypes.add(_job_and_method(baseline)[0].model.dtype)
             dtype = _job_and_method(cell)[0].model.dtype
-        except ConfigError:  # invalid: reported with the other invalid cells
+        except ConfigError:
             continue
         if dtype not in dtypes:
             dtypes.add(dtype)

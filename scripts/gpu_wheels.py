@@ -54,7 +54,8 @@ def read_have(path: Path) -> set[str]:
 
 def slim_bitsandbytes(wheel: Path, cuda_versions: list[str]) -> None:
     """Rewrite the wheel without the native libraries of other CUDA/ROCm versions (RECORD updated)."""
-    keep = {f"libbitsandbytes_cuda{v}.so" for v in cuda_versions} | {"libbitsandbytes_cpu.so"}
+    cuda_libraries = {f"libbitsandbytes_cuda{v}.so" for v in cuda_versions}
+    keep = cuda_libraries | {"libbitsandbytes_cpu.so"}
     dropped = []
     with tempfile.TemporaryDirectory() as tmp:
         slim = Path(tmp) / wheel.name
@@ -74,7 +75,7 @@ def slim_bitsandbytes(wheel: Path, cuda_versions: list[str]) -> None:
                 records.append(f"{item.filename},sha256={digest},{len(data)}")
             target.writestr(record_name, "\n".join(records + [f"{record_name},,"]) + "\n")
             kept = {n.rsplit("/", 1)[-1] for n in target.namelist()}
-        if not kept & {f"libbitsandbytes_cuda{v}.so" for v in cuda_versions}:
+        if not kept & cuda_libraries:
             sys.exit(f"error: bitsandbytes has no library for CUDA {','.join(cuda_versions)} "
                      f"(it has: {sorted(n for n in dropped if 'cuda' in n)}); pass --cuda")
         shutil.move(slim, wheel)
