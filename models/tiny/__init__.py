@@ -3,7 +3,7 @@ scratch on CPU on seeded synthetic versions of the lab's boxed-answer tasks, so 
 pipeline has models whose accuracy and format compliance mean something, offline.
 
     from models.tiny import ensure_built
-    family = ensure_built()                   # trains once (~10 min on 2 cores), then cached
+    family = ensure_built()                   # trains once (~14 min on 2 cores), then cached
     family.model_path("tiny-s")               # an ordinary HF checkpoint folder
     family.data_path("openmath")              # held-out docs in the Hub dataset's schema
     family.calibration_path                   # {"text": ...} per line

@@ -39,7 +39,7 @@ from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "QLAB_CACHE"
-LAYOUT_VERSION = 3  # bump when the folder layout, tokenizer or training code changes
+LAYOUT_VERSION = 4  # bump when the folder layout, tokenizer or training code changes
 MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
 
@@ -255,22 +255,28 @@ def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> N
 
 
 def _train_in_parallel(jobs: list) -> dict[str, dict]:
-    """One process per size, one torch thread each, all started at once even with fewer
-    cores than sizes: the OS shares the cores, the smallest size finishes first and the
-    others then have a core each. Queueing a size behind another until a core is free
-    leaves a core idle at the end (measured: 15.5 min for the full family on 2 cores)."""
+    """One process per size and one torch thread each, at most one process per core,
+    largest size first. Every size plateaus after a similar number of steps, so the
+    largest trains longest: on 2 cores it gets one to itself while the smaller sizes
+    follow each other on the other (the longest-job-first rule). Starting all three at
+    once instead made them share the cores until tiny-s finished, and left tiny-l
+    training alone on one core at the end (measured: 16.3 vs 14.0 minutes, identical weights)."""
     from models.tiny.training import train_size
 
+    jobs = sorted(jobs, key=lambda job: job.size_config.layer_parameters, reverse=True)
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
-    with manager, ProcessPoolExecutor(max_workers=len(jobs), mp_context=context, initializer=die_with_parent,
+    # A fresh process per size (max_tasks_per_child): a size trains the same whether it
+    # runs first or after another.
+    with manager, ProcessPoolExecutor(max_workers=min(len(jobs), usable_cores()), mp_context=context,
+                                      max_tasks_per_child=1, initializer=die_with_parent,
                                       initargs=(os.getpid(),)) as pool:
         queue = manager.Queue()
         for job in jobs:
             job.progress = queue
         futures = {job.size: pool.submit(train_size, job) for job in jobs}
-        status = {job.size: "waiting" for job in jobs}
+        status = {size: "waiting" for size in SIZES if size in futures}
         with tqdm(desc="training tiny family", unit="eval") as bar:
             while not all(f.done() for f in futures.values()) or not queue.empty():
                 try:
@@ -287,6 +293,13 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
         log.info("tiny family: %s %d params, %d steps, %.0f s: %s", size,
                  report["parameters"], report["steps"], report["train_seconds"], scores)
     return reports
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under Slurm or taskset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def die_with_parent(parent_pid: int) -> None:

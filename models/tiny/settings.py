@@ -32,6 +32,13 @@ class SizeConfig:
     head_dim: int = 64
     learning_rate: float = 4e-3
 
+    @property
+    def layer_parameters(self) -> int:
+        """Weights of the decoder layers: what a training step's cost grows with."""
+        heads = 2 * self.num_attention_heads + 2 * self.num_key_value_heads  # q, o, k, v
+        per_layer = self.hidden_size * (heads * self.head_dim + 3 * self.intermediate_size)
+        return self.num_hidden_layers * per_layer
+
     def __post_init__(self) -> None:
         widths = {
             "hidden_size": self.hidden_size,
@@ -46,16 +53,24 @@ class SizeConfig:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Warmup, then a constant learning rate until the dev score plateaus (no gain above
-    `min_gain` for `patience` evaluations) or `max_stable_steps`, then a linear decay to
-    zero over `decay_fraction` of the steps so far. The best dev checkpoint is kept."""
+    """Warmup, then a constant learning rate until the dev score plateaus or
+    `max_stable_steps`, then a linear decay to zero over `decay_fraction` of the steps so
+    far. The best dev checkpoint is kept.
+
+    Plateau: from `min_plateau_steps` on, the mean dev score of the last `plateau_window`
+    evaluations is less than `min_gain` above the mean of the `plateau_window` before
+    them. Window means, not single evaluations: with 256 dev prompts per task one lucky
+    evaluation moves the score by 1-3 points, which ended tiny-l's constant phase while
+    it was still rising (see the README). `min_plateau_steps` keeps the flat start, before
+    the tasks are picked up (tiny-l: ~700 steps), from reading as a plateau."""
 
     batch_size: int = 16  # examples of each task per step
     warmup_steps: int = 100
     eval_every: int = 100
-    patience: int = 4
+    plateau_window: int = 4  # evaluations per window
     min_gain: float = 0.01
-    max_stable_steps: int = 6000  # a safety cap: seed 0's sizes plateau by step 4,200
+    min_plateau_steps: int = 1500
+    max_stable_steps: int = 6000  # a safety cap
     decay_fraction: float = 0.2
     min_decay_steps: int = 200
     weight_decay: float = 0.01
@@ -97,9 +112,10 @@ class Profile:
         }
 
 
-# Sized for a 2-core CPU (about 15 GFLOP/s per core), where a step costs about the
-# non-embedding parameter count (0.43M / 0.79M / 1.25M): tiny-l trains on one core while
-# tiny-s and then tiny-m share the other, and both cores finish at about the same time.
+# Sized for a 2-core CPU, where a step's cost grows with the layers' parameter count
+# (0.43M / 0.79M / 1.25M; 0.058 / 0.090 / 0.128 s) and every size plateaus after a
+# similar number of steps: tiny-l trains on one core while tiny-s and then tiny-m train
+# on the other (`build._train_in_parallel`), and both cores finish at about the same time.
 FULL_SIZES = {
     "tiny-s": SizeConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, head_dim=32),
@@ -132,8 +148,8 @@ PROFILES = {
     "quick": Profile(
         data=DataSettings(train_per_task=1200, dev_per_task=32, eval_per_task=64),
         tokenizer=TokenizerSettings(vocab_size=1024),
-        train=TrainSettings(batch_size=8, warmup_steps=20, eval_every=40, patience=2,
-                            max_stable_steps=120, min_decay_steps=40),
+        train=TrainSettings(batch_size=8, warmup_steps=20, eval_every=40, plateau_window=2,
+                            min_plateau_steps=0, max_stable_steps=120, min_decay_steps=40),
         sizes=QUICK_SIZES,
     ),
 }

@@ -199,11 +199,12 @@ def _checkpoint_rank(entry: dict) -> tuple[float, float]:
 
 
 class PlateauSchedule:
-    """Learning rate: warmup, constant until the dev score plateaus, then linear decay."""
+    """Learning rate: warmup, constant until the dev score plateaus, then linear decay.
+    The plateau test is `TrainSettings`'s: window means of the dev score."""
 
     def __init__(self, settings: TrainSettings, peak_lr: float):
         self.settings, self.peak_lr = settings, peak_lr
-        self.best_score, self.evals_without_gain = -1.0, 0
+        self.scores: list[float] = []
         self.decay_start: int | None = None
         self.decay_steps = 0
 
@@ -215,15 +216,21 @@ class PlateauSchedule:
         return self.peak_lr * max(0.0, 1 - (step - self.decay_start) / self.decay_steps)
 
     def observe(self, step: int, dev_score: float) -> None:
-        if dev_score > self.best_score + self.settings.min_gain:
-            self.best_score, self.evals_without_gain = dev_score, 0
-        else:
-            self.evals_without_gain += 1
-        plateau = self.evals_without_gain >= self.settings.patience
-        if self.decay_start is None and (plateau or step >= self.settings.max_stable_steps):
+        if self.decay_start is not None:
+            return  # a gain while decaying does not restart the constant phase
+        self.scores.append(dev_score)
+        if self.plateaued(step) or step >= self.settings.max_stable_steps:
             self.decay_start = step
             self.decay_steps = max(self.settings.min_decay_steps,
                                    int(self.settings.decay_fraction * step))
+
+    def plateaued(self, step: int) -> bool:
+        window = self.settings.plateau_window
+        if step < self.settings.min_plateau_steps or len(self.scores) < 2 * window:
+            return False
+        recent = sum(self.scores[-window:]) / window
+        before = sum(self.scores[-2 * window:-window]) / window
+        return recent - before < self.settings.min_gain
 
     def finished(self, step: int) -> bool:
         return self.decay_start is not None and step >= self.decay_start + self.decay_steps

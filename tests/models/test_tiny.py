@@ -213,6 +213,26 @@ def test_every_linear_input_width_is_a_multiple_of_128():
                    num_attention_heads=2, num_key_value_heads=2)
 
 
+def test_layer_parameters_count_the_decoder_layers_linear_weights():
+    """The build orders sizes by `layer_parameters` (largest first); it must be the real
+    count, and the full profile's sizes must grow with it."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    for profile in PROFILES.values():
+        for size in profile.sizes.values():
+            config = Qwen3Config(vocab_size=128, hidden_size=size.hidden_size,
+                                 intermediate_size=size.intermediate_size,
+                                 num_hidden_layers=size.num_hidden_layers,
+                                 num_attention_heads=size.num_attention_heads,
+                                 num_key_value_heads=size.num_key_value_heads,
+                                 head_dim=size.head_dim)
+            layers = Qwen3ForCausalLM(config).model.layers
+            linear = sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
+            assert size.layer_parameters == linear
+    full = [PROFILES["full"].sizes[size].layer_parameters for size in SIZES]
+    assert full == sorted(full) and len(set(full)) == len(full)
+
+
 def test_a_folder_without_manifest_is_never_used(tmp_path):
     root = cache_root(tmp_path)
     half_built = root / build_name("quick", SIZES, 0)
@@ -231,8 +251,14 @@ def test_cache_key_depends_on_settings_and_seed():
     assert len(names) == 2 * 2 * len(PROFILES)
 
 
-SCHEDULE = TrainSettings(warmup_steps=10, eval_every=100, patience=3, min_gain=0.01,
-                         max_stable_steps=1000, decay_fraction=0.2, min_decay_steps=50)
+SCHEDULE = TrainSettings(warmup_steps=10, eval_every=100, plateau_window=3, min_gain=0.01,
+                         min_plateau_steps=0, max_stable_steps=2000, decay_fraction=0.2,
+                         min_decay_steps=50)
+
+
+def _observe_all(schedule, scores, every=100):
+    for i, score in enumerate(scores, start=1):
+        schedule.observe(i * every, score)
 
 
 def test_schedule_warms_up_then_holds_the_peak_rate():
@@ -242,22 +268,46 @@ def test_schedule_warms_up_then_holds_the_peak_rate():
     assert not schedule.finished(10_000)  # no plateau seen, no cap reached: keep training
 
 
-def test_schedule_decays_after_patience_evaluations_without_a_real_gain():
+def test_schedule_decays_when_the_window_mean_stops_gaining():
     schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
-    # 0.30 -> 0.40 is a gain; +0.01 is not (min_gain is exclusive); then no gain at all.
-    for step, score in [(100, 0.30), (200, 0.40), (300, 0.41), (400, 0.39)]:
-        schedule.observe(step, score)
-        assert schedule.decay_start is None, step
-    schedule.observe(500, 0.405)  # the third evaluation without a gain above 0.41
-    assert schedule.decay_start == 500 and schedule.decay_steps == 100  # 0.2 * 500
-    assert schedule.learning_rate(550) == pytest.approx(0.5)
-    schedule.observe(600, 0.9)  # a late gain does not restart the constant phase
-    assert schedule.decay_start == 500
-    assert not schedule.finished(599) and schedule.finished(600)
+    # windows of 3: (0.50, 0.51, 0.52) then (0.52, 0.53, 0.52): the mean gains 0.013, a gain
+    _observe_all(schedule, [0.50, 0.51, 0.52, 0.52, 0.53, 0.52])
+    assert schedule.decay_start is None
+    schedule.observe(700, 0.52)  # (0.52, 0.53, 0.52) vs (0.51, 0.52, 0.52): +0.0067
+    assert schedule.decay_start == 700 and schedule.decay_steps == 140  # 0.2 * 700
+    assert schedule.learning_rate(770) == pytest.approx(0.5)
+    schedule.observe(800, 0.9)  # a late gain does not restart the constant phase
+    assert schedule.decay_start == 700
+    assert not schedule.finished(839) and schedule.finished(840)
+
+
+def test_schedule_one_lucky_evaluation_neither_stops_nor_prolongs_the_rise():
+    # A steady rise of 0.01 per evaluation (0.03 per window) with one evaluation 0.05 too
+    # high: a best-score-with-patience rule stops at the third evaluation after the spike.
+    rising = [0.40 + 0.01 * i for i in range(12)]
+    rising[5] += 0.05
+    schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    _observe_all(schedule, rising)
+    assert schedule.decay_start is None
+    # A flat score with one lucky evaluation still reads as a plateau within two windows.
+    flat = [0.60, 0.61, 0.60, 0.61, 0.60, 0.66, 0.60, 0.61, 0.60, 0.61]
+    schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    _observe_all(schedule, flat)
+    assert schedule.decay_start is not None and schedule.decay_start <= 900
+
+
+def test_schedule_ignores_a_flat_start_before_min_plateau_steps():
+    slow_start = [0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.10, 0.20, 0.30]
+    guarded = PlateauSchedule(replace(SCHEDULE, min_plateau_steps=800), peak_lr=1.0)
+    _observe_all(guarded, slow_start)
+    assert guarded.decay_start is None
+    unguarded = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    _observe_all(unguarded, slow_start)
+    assert unguarded.decay_start == 600
 
 
 def test_schedule_decays_at_the_cap_while_still_improving():
-    schedule = PlateauSchedule(SCHEDULE, peak_lr=1.0)
+    schedule = PlateauSchedule(replace(SCHEDULE, max_stable_steps=1000), peak_lr=1.0)
     for step in range(100, 1100, 100):
         schedule.observe(step, step / 2000)  # +0.05 every evaluation
     assert schedule.decay_start == 1000 and schedule.decay_steps == 200
