@@ -114,7 +114,7 @@ class Profile:
 
 # Sized for a 2-core CPU, where a step's cost grows with the layers' parameter count
 # (0.43M / 0.79M / 1.25M; 0.058 / 0.090 / 0.128 s) and every size plateaus after a
-# similar number of steps: tiny-l trains on one core while tiny-s and then tiny-m train
+# similar number of steps: tiny-l trains on one core while tiny-m and then tiny-s train
 # on the other (`build._train_in_parallel`), and both cores finish at about the same time.
 FULL_SIZES = {
     "tiny-s": SizeConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
