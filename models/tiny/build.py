@@ -263,13 +263,13 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     training alone on one core at the end (measured: 16.3 vs 14.0 minutes, identical weights)."""
     from models.tiny.training import train_size
 
-    jobs = sorted(jobs, key=lambda job: job.size_config.layer_parameters, reverse=True)
+    jobs, workers = training_schedule(jobs, usable_cores())
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
     # A fresh process per size (max_tasks_per_child): a size trains the same whether it
     # runs first or after another.
-    with manager, ProcessPoolExecutor(max_workers=min(len(jobs), usable_cores()), mp_context=context,
+    with manager, ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                       max_tasks_per_child=1, initializer=die_with_parent,
                                       initargs=(os.getpid(),)) as pool:
         queue = manager.Queue()
@@ -293,6 +293,12 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
         log.info("tiny family: %s %d params, %d steps, %.0f s: %s", size,
                  report["parameters"], report["steps"], report["train_seconds"], scores)
     return reports
+
+
+def training_schedule(jobs: list, cores: int) -> tuple[list, int]:
+    """The jobs in the order they start (largest size first) and how many run at once."""
+    ordered = sorted(jobs, key=lambda job: job.size_config.layer_parameters, reverse=True)
+    return ordered, min(len(jobs), cores)
 
 
 def usable_cores() -> int:

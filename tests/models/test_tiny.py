@@ -233,6 +233,18 @@ def test_layer_parameters_count_the_decoder_layers_linear_weights():
     assert full == sorted(full) and len(set(full)) == len(full)
 
 
+def test_training_schedule_starts_the_largest_size_first_one_process_per_core(tmp_path):
+    from models.tiny.build import training_schedule
+    from models.tiny.training import TrainJob
+
+    full = PROFILES["full"]
+    jobs = [TrainJob(size, full.sizes[size], full.train, 0, tmp_path, tmp_path / size) for size in SIZES]
+    ordered, workers = training_schedule(jobs, cores=2)
+    assert [job.size for job in ordered] == ["tiny-l", "tiny-m", "tiny-s"] and workers == 2
+    assert training_schedule(jobs, cores=16)[1] == 3
+    assert training_schedule(jobs[:1], cores=1)[1] == 1
+
+
 def test_a_folder_without_manifest_is_never_used(tmp_path):
     root = cache_root(tmp_path)
     half_built = root / build_name("quick", SIZES, 0)
