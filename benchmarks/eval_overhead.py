@@ -64,9 +64,9 @@ def lab_cmd(artifact: Path, task: str, data: Path, limit: int, batch: int, chat:
 
 
 def _eval_tiny_data_files() -> set:
-    from evaluate.harness import LAB_TASKS_DIR
+    from tasks import TASKS_DIR
 
-    config = yaml.safe_load((LAB_TASKS_DIR.parent.parent / "hydra_conf" / "eval" / "tiny.yaml").read_text())
+    config = yaml.safe_load((TASKS_DIR.parent / "hydra_conf" / "eval" / "tiny.yaml").read_text())
     return set(config.get("data_files") or {})
 
 
@@ -80,11 +80,11 @@ def cli_cmd(artifact: Path, dtype: str, task: str, tasks_dir: Path, limit: int, 
 
 def write_task_override(tasks_dir: Path, task: str, data: Path) -> None:
     """The lab's task YAML with its dataset pointed at a local file (as the parity test does)."""
-    from evaluate.harness import LAB_TASKS_DIR
+    from tasks import TASKS_DIR
 
     tasks_dir.mkdir(parents=True, exist_ok=True)
     (tasks_dir / f"{task}.yaml").write_text(yaml.safe_dump({
-        "include": str(LAB_TASKS_DIR / f"{task}.yaml"), "task": task,
+        "include": str(TASKS_DIR / f"{task}.yaml"), "task": task,
         "dataset_path": "json", "dataset_name": None,
         "dataset_kwargs": {"data_files": {"test": str(data)}}, "test_split": "test",
     }, sort_keys=False))
@@ -132,10 +132,10 @@ def cli_metrics(out: Path, task: str) -> tuple[dict, float]:
 def task_index_seconds(env: dict) -> dict:
     """What building lm-eval's TaskManager costs with and without its ~10k default task
     YAMLs (the CLI always indexes them; the lab skips them when every task is its own)."""
-    from evaluate.harness import LAB_TASKS_DIR
+    from tasks import TASKS_DIR
 
     code = ("import time; from lm_eval.tasks import TaskManager; t=time.perf_counter(); "
-            f"TaskManager(include_path=[{str(LAB_TASKS_DIR)!r}], include_defaults={{}}); print(time.perf_counter()-t)")
+            f"TaskManager(include_path=[{str(TASKS_DIR)!r}], include_defaults={{}}); print(time.perf_counter()-t)")
     out = {}
     for flag in (True, False):
         out["with_defaults" if flag else "lab_tasks_only"] = round(

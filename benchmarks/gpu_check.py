@@ -227,7 +227,7 @@ def run_cell(model: str, method: str, model_dirs: dict, args, device: str, bandw
 
     from configs.compose import compose
     from evaluate.speed import measure_speed
-    from models.artifact import read_manifest
+    from common.storage import read_manifest
     from models.loading import load_model
     from quantize.pipeline import quantize_job
 

@@ -9,6 +9,6 @@ Sources (`calibration.source`): the named sets described by `hydra_conf/calibrat
 tiny: the tiny family's calibration file) and `file:/path/to/data.{txt,jsonl,json,parquet}`.
 """
 
-from calibration.loading import CalibrationSet, cache_root, known_sources, load_calibration
+from calibration.loading import CalibrationSet, load_calibration
 
-__all__ = ["CalibrationSet", "cache_root", "known_sources", "load_calibration"]
+__all__ = ["CalibrationSet", "load_calibration"]

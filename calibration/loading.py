@@ -24,21 +24,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from common.storage import cache_root, write_json_atomic
+from configs.calibration_sources import FILE_PREFIX, LOCAL_BUILDERS, local_file, looks_local, resolve, suffix
 from configs.errors import ConfigError
 from configs.schema import CalibrationConfig
+from models import tiny
 
 CACHE_VERSION = 1  # bump when sampling or tokenization changes
-FILE_PREFIX = "file:"
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "hydra_conf" / "calibration"
-# The fields of CalibrationConfig that say where records come from (a named set's YAML).
-DESCRIPTION_FIELDS = ("dataset", "subset", "split", "data_files", "text_field", "response_field", "pack")
-LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 @dataclass
@@ -79,16 +76,6 @@ class CalibrationSet:
         }
 
 
-def cache_root() -> Path:
-    """The lab's cache folder: $QLAB_CACHE, default ~/.cache/quantlab."""
-    return Path(os.environ.get("QLAB_CACHE") or Path.home() / ".cache" / "quantlab").expanduser()
-
-
-def known_sources() -> list[str]:
-    """The named sets (one YAML each in hydra_conf/calibration/)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
 def load_calibration(cfg: CalibrationConfig, tokenizer, model=None) -> CalibrationSet:
     """The calibration samples `cfg` describes, tokenized with `tokenizer`.
 
@@ -121,67 +108,24 @@ def load_calibration(cfg: CalibrationConfig, tokenizer, model=None) -> Calibrati
     return CalibrationSet(cfg.source, samples, key, settings, str(cache_file))
 
 
-def resolve(cfg: CalibrationConfig) -> CalibrationConfig:
-    """`cfg` with its source checked and, for a named Hub set given only by name
-    (`calibration.source=pileval` without `calibration=pileval`), the set's description
-    taken from its YAML."""
-    source = cfg.source
-    if source.startswith(FILE_PREFIX):
-        _local_path(cfg, None)  # a missing file or an unknown extension fails here
-        return cfg
-    if source not in known_sources():
-        raise ConfigError(
-            f"calibration.source={source!r} is not valid; choices: {', '.join(known_sources())}, "
-            f"or file:/path/to/data.(txt|jsonl)"
-        )
-    if cfg.dataset is None and source != "tiny":
-        from omegaconf import OmegaConf
-
-        described = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"{source}.yaml"))
-        cfg = dataclasses.replace(cfg, **{k: described[k] for k in DESCRIPTION_FIELDS if k in described})
-    if cfg.data_files and _looks_local(cfg.data_files):
-        _existing(Path(cfg.data_files).expanduser(), f"calibration.data_files={cfg.data_files}")
-    return cfg
-
-
 # -- where the records are ---------------------------------------------------------------
 def _local_path(cfg: CalibrationConfig, model) -> Optional[Path]:
     """The local file the records come from, or None for a Hub dataset."""
     if cfg.source.startswith(FILE_PREFIX):
-        return _existing(Path(cfg.source[len(FILE_PREFIX):]).expanduser(), f"calibration.source={cfg.source}")
+        return local_file(Path(cfg.source[len(FILE_PREFIX):]).expanduser(), f"calibration.source={cfg.source}")
     if cfg.source == "tiny" and cfg.data_files is None:
-        from models import tiny
-
         profile = getattr(model, "tiny_profile", None) or "full"
-        return _existing(Path(tiny.ensure_built(profile=profile).calibration_path), "the tiny family's calibration file")
-    if cfg.data_files and _looks_local(cfg.data_files):
-        return _existing(Path(cfg.data_files).expanduser(), f"calibration.data_files={cfg.data_files}")
+        return local_file(Path(tiny.ensure_built(profile=profile).calibration_path), "the tiny family's calibration file")
+    if cfg.data_files and looks_local(cfg.data_files):
+        return local_file(Path(cfg.data_files).expanduser(), f"calibration.data_files={cfg.data_files}")
     if cfg.dataset is None:
         raise ConfigError(f"calibration={cfg.source} names no dataset: set calibration.dataset or calibration.data_files")
     return None
 
 
-def _looks_local(data_files: str) -> bool:
-    return data_files.startswith(("/", "~", "./", "../")) or Path(data_files).expanduser().exists()
-
-
-def _existing(path: Path, setting: str) -> Path:
-    if not path.is_file():
-        raise ConfigError(f"{setting}: no such file ({path})")
-    suffix = _suffix(path)
-    if suffix not in LOCAL_BUILDERS:
-        raise ConfigError(f"{setting}: {path} has an unsupported extension; choices: {', '.join(LOCAL_BUILDERS)}")
-    return path.resolve()
-
-
-def _suffix(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s not in (".gz", ".zst", ".bz2", ".xz")]
-    return suffixes[-1] if suffixes else ""
-
-
 def _records(cfg: CalibrationConfig, path: Optional[Path]) -> Iterator:
     """The records in seeded random order: strings (.txt lines) or dicts."""
-    if path is not None and _suffix(path) == ".txt":
+    if path is not None and suffix(path) == ".txt":
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         random.Random(cfg.seed).shuffle(lines)
         yield from lines
@@ -200,7 +144,7 @@ def _load_dataset(cfg: CalibrationConfig, path: Optional[Path]):
 
     try:
         if path is not None:  # a local file in the set's schema: same code path, no Hub
-            return datasets.load_dataset(LOCAL_BUILDERS[_suffix(path)], data_files=str(path), split="train")
+            return datasets.load_dataset(LOCAL_BUILDERS[suffix(path)], data_files=str(path), split="train")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split, data_files=cfg.data_files)
     except (ConnectionError, FileNotFoundError, OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -295,7 +239,5 @@ def _read_cache(cache_file: Path, key: str) -> Optional[list[list[int]]]:
 
 
 def _write_cache(cache_file: Path, key: str, samples: list[list[int]]) -> None:
-    from models.artifact import write_json_atomic
-
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cache_file, {"fingerprint": key, "samples": samples})

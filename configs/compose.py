@@ -56,12 +56,7 @@ def compose(config_name: str, overrides: list[str]):
     overrides = [_expand_shorthand(o) for o in overrides]
     overrides = [item for o in overrides for item in o]
     _check_group_choices(overrides)
-    try:
-        cfg = compose_dict(config_name, overrides)
-    except ConfigError as error:
-        if getattr(error, "full_key", "").startswith("method."):
-            raise _unknown_method_key(config_name, error.full_key, overrides) from None
-        raise
+    cfg = _compose_with_method_keys(config_name, overrides)
     try:
         job = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
@@ -83,6 +78,21 @@ def compose_dict(config_name: str, overrides: list[str]):
             raise _as_config_error(error, config_name) from None
         finally:
             GlobalHydra.instance().clear()
+
+
+def _compose_with_method_keys(config_name: str, overrides: list[str]):
+    """compose_dict, taking `method.<key>=<value>` for any key: a method's settings are the
+    fields of its Options class, which only the quantize stage knows (building the method
+    rejects a key it does not have, naming the valid ones)."""
+    while True:
+        try:
+            return compose_dict(config_name, overrides)
+        except ConfigError as error:
+            key = getattr(error, "full_key", "")
+            new_entries = [o for o in overrides if key.startswith("method.") and o.split("=", 1)[0] == key]
+            if not new_entries:
+                raise
+            overrides = [f"+{o}" if o in new_entries else o for o in overrides]
 
 
 def _check_override_syntax(overrides: list[str]) -> None:
@@ -142,19 +152,6 @@ def _as_config_error(error: Exception, config_name: str) -> ConfigError:
     if full_key:
         return ConfigError(f"{full_key}: {message}")
     return ConfigError(message)
-
-
-def _unknown_method_key(config_name: str, full_key: str, overrides: list[str]) -> ConfigError:
-    """A method's settings are the fields of its Options class: name them."""
-    from dataclasses import fields
-
-    from quantize.methods.base import available_methods
-
-    others = [o for o in overrides if not o.lstrip("+").startswith(f"{full_key}=")]
-    name = compose_dict(config_name, others).method.get("name")
-    method = available_methods().get(name)
-    valid = ["name", *(f.name for f in fields(method.Options))] if method else ["name"]
-    return ConfigError(f"unknown setting {full_key!r} for method={name}; valid keys: {', '.join(valid)}")
 
 
 def _valid_keys(schema: type, parent: str) -> str:

@@ -13,12 +13,16 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from configs.calibration_sources import resolve
 from configs.errors import ConfigError, check_seed, check_threads, choices_error
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_KINDS = ("base", "instruct")
 DEVICES = ("auto", "cpu", "cuda")
 PER_CHANNEL = -1  # group_size value meaning one scale per output channel
+# The lab's self-trained tiny family (models/tiny/ builds them): its sizes and build profiles.
+TINY_SIZES = ("tiny-s", "tiny-m", "tiny-l")
+TINY_PROFILES = ("full", "quick")
 
 
 @dataclass
@@ -42,12 +46,10 @@ class ModelConfig:
         if self.kind not in MODEL_KINDS:
             raise choices_error("model.kind", self.kind, MODEL_KINDS)
         if self.tiny_size and not self.path:
-            from models.tiny import PROFILES, SIZES
-
-            if self.tiny_size not in SIZES:
-                raise choices_error("model.tiny_size", self.tiny_size, SIZES)
-            if self.tiny_profile not in PROFILES:
-                raise choices_error("model.tiny_profile", self.tiny_profile, PROFILES)
+            if self.tiny_size not in TINY_SIZES:
+                raise choices_error("model.tiny_size", self.tiny_size, TINY_SIZES)
+            if self.tiny_profile not in TINY_PROFILES:
+                raise choices_error("model.tiny_profile", self.tiny_profile, TINY_PROFILES)
         if not (self.path or self.hub_id or self.tiny_size):
             raise ConfigError(
                 f"model {self.name!r} has no source: set model.path=/local/folder, "
@@ -70,7 +72,8 @@ class CalibrationConfig:
 
     `source` is a named set (a YAML in hydra_conf/calibration/, which also fills in where
     its records come from: dataset ... pack) or `file:/path/to/data.{txt,jsonl}`.
-    `calibration/` loads it; see calibration/loading.py for how records become samples.
+    `configs.calibration_sources` checks it; `calibration/` loads it (see
+    calibration/loading.py for how records become samples).
     """
 
     source: str = "tiny"  # a named set, or file:/path/to/data.{txt,jsonl,json,parquet}
@@ -92,8 +95,6 @@ class CalibrationConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"calibration.{key}={getattr(self, key)} must be >= 1")
         check_seed("calibration.seed", self.seed)
-        from calibration.loading import resolve
-
         resolve(self)  # an unknown source is one line here, before anything loads
 
 

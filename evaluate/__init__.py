@@ -36,7 +36,7 @@ _hf_loaded = False
 def __getattr__(name: str):
     global _hf_loaded
     if (_OURS / f"{name}.py").is_file() or (_OURS / name / "__init__.py").is_file():
-        import importlib  # `from evaluate import scoring`: ours, without loading HF's
+        import importlib  # `from evaluate import records`: ours, without loading HF's
 
         return importlib.import_module(f"{__name__}.{name}")
     if name.startswith("__") or _HF_DIR is None or _hf_loaded:

@@ -6,8 +6,17 @@ import logging
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from common.environments import dispatch, manifest_environment, needs_dispatch
+from common.storage import read_manifest
 from configs.compose import compose, compose_dict, group_choices
 from configs.errors import ConfigError
+
+# Each command imports its stage when it runs, not here: `--help` and a bad setting answer
+# before torch, lm-eval and scipy load, and a command runs in an environment that has only
+# its own stage's libraries (.venv-gptqmodel evaluates and runs sweep cells, but has no
+# submitit, statsmodels or matplotlib for the sweep's launchers and the report).
 
 COMMANDS = {"run": "evaluate_run", "sweep": "evaluate_sweep"}
 FLAGS = {"--dry-run": "dry_run=true", "--retry-failed": "retry_failed=true"}
@@ -48,11 +57,11 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0
     if command == "cell":  # internal: one sweep cell in its own process (local launcher)
-        from evaluate.sweep import run_cell_from_spec
+        from sweep.execute import run_cell_from_spec  # its stage, imported when run (see above)
 
         return run_cell_from_spec(args[0])
     if command == "report":
-        from evaluate.report import main as report_main
+        from report.cli import main as report_main  # its stage, imported when run (see above)
 
         return report_main(args)
     if command not in COMMANDS:
@@ -60,23 +69,18 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         if "--cfg" in args:
-            from omegaconf import OmegaConf
-
             print(OmegaConf.to_yaml(compose_dict(COMMANDS[command], [a for a in args if a != "--cfg"])))
             return 0
         job = compose(COMMANDS[command], args)
         if command == "run":  # an artifact loads in the environment it was made in (its manifest says which)
-            from models.artifact import read_manifest
-            from quantize.backends import dispatch, manifest_environment, needs_dispatch
-
             environment = manifest_environment(read_manifest(Path(job.artifact)))
             if needs_dispatch(environment):
                 return dispatch(environment, "evaluate", argv, f"artifact={job.artifact} loads in the '{environment}' environment")
         if command == "sweep":
-            from evaluate.sweep import run_sweep
+            from sweep.run import run_sweep  # its stage, imported when run (see above)
 
             return run_sweep(job)
-        from evaluate.run import evaluate_artifact
+        from evaluate.run import evaluate_artifact  # its stage, imported when run (see above)
 
         folders = evaluate_artifact(job)
     except ConfigError as error:

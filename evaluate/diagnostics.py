@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from evaluate.records import mean_and_stderr
-from models.artifact import replace_atomically
+from common.storage import replace_atomically
 
 
 def reference_distribution(model, tokenizer, prompts: list[str], *, top_k: int, max_tokens: int) -> list[dict]:

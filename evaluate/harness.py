@@ -2,13 +2,14 @@
 
 The (quantized) model is wrapped in lm-eval's own `HFLM`, so stock tasks give the numbers
 the `lm_eval` command line gives on the same artifact and settings. The lab's task YAMLs
-(`evaluate/tasks/`) are added through an include path. A task can be pointed at a local
+(`tasks/`) are added through an include path. A task can be pointed at a local
 data file in its schema (`data_files`): a small YAML that includes the task and swaps
 its dataset is written to a temporary include folder.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import tempfile
@@ -18,10 +19,11 @@ from typing import Optional
 
 import yaml
 
+from configs.errors import ConfigError
+from tasks import TASKS_DIR
+from tasks.prompts import task_config
+
 log = logging.getLogger(__name__)
-
-LAB_TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-
 
 @dataclass
 class TaskRun:
@@ -58,7 +60,7 @@ def run_tasks(
     from lm_eval.tasks import TaskManager
 
     with tempfile.TemporaryDirectory(prefix="lab-tasks-") as overrides_dir:
-        include = [str(LAB_TASKS_DIR)] + ([include_path] if include_path else [])
+        include = [str(TASKS_DIR)] + ([include_path] if include_path else [])
         for task, path in (data_files or {}).items():
             _write_local_data_task(Path(overrides_dir), task, Path(path))
         if data_files:
@@ -98,10 +100,6 @@ def check_tasks(eval_config) -> None:
     """A ConfigError naming every task of `eval_config` (its tasks and perplexity task) that
     lm-eval does not know, with the closest names, before any model is loaded. Only a stock
     task makes lm-eval index its own task YAMLs (seconds)."""
-    import difflib
-
-    from configs.errors import ConfigError
-
     tasks = [*eval_config.tasks, *filter(None, [eval_config.perplexity_task])]
     if eval_config.enable_thinking:
         _check_generative(eval_config.tasks)
@@ -120,9 +118,6 @@ def check_tasks(eval_config) -> None:
 def _check_generative(tasks: list[str]) -> None:
     """lm-eval refuses thinking on loglikelihood tasks (multiple choice), but only once the
     model is loaded: the lab's tasks are checked now (stock ones are left to lm-eval)."""
-    from configs.errors import ConfigError
-    from evaluate.prompts import task_config
-
     scored = [t for t in tasks if task_yaml(t) and task_config(t).get("output_type", "generate_until") != "generate_until"]
     if scored:
         raise ConfigError(f"eval.enable_thinking=true works only with generation tasks; {', '.join(scored)} "
@@ -133,20 +128,20 @@ def _check_generative(tasks: list[str]) -> None:
 def _known_tasks(include_path: Optional[str]) -> frozenset[str]:
     from lm_eval.tasks import TaskManager
 
-    include = [str(LAB_TASKS_DIR)] + ([include_path] if include_path else [])
+    include = [str(TASKS_DIR)] + ([include_path] if include_path else [])
     return frozenset(TaskManager(include_path=include).all_tasks)
 
 
 def task_yaml(task: str) -> Optional[Path]:
     """The lab's YAML for `task`, if it is one of ours (stock tasks return None)."""
-    path = LAB_TASKS_DIR / f"{task}.yaml"
+    path = TASKS_DIR / f"{task}.yaml"
     return path if path.is_file() else None
 
 
 def _write_local_data_task(folder: Path, task: str, data_file: Path) -> None:
     parent = task_yaml(task)
     if parent is None:
-        raise ValueError(f"eval.data_files: {task!r} is not one of the lab's tasks ({LAB_TASKS_DIR})")
+        raise ValueError(f"eval.data_files: {task!r} is not one of the lab's tasks ({TASKS_DIR})")
     if not data_file.is_file():
         raise FileNotFoundError(f"eval.data_files.{task}: no such file {data_file}")
     override = {

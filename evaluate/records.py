@@ -8,13 +8,13 @@ from dataclasses import asdict
 import numpy as np
 from scipy import stats
 
-from evaluate import scoring
+from tasks import scoring
 
 SCORING_VERSION = 1  # bump when scoring rules change: results are then re-derived
 
 
 def boxed_rows(run, tokenizer) -> list[dict]:
-    """One row per sample of a boxed-answer task, scored by `evaluate.scoring`."""
+    """One row per sample of a boxed-answer task, scored by `tasks.scoring`."""
     metadata = run.config.get("metadata") or {}
     kind = metadata["answer_kind"]
     rows = []

@@ -20,9 +20,11 @@ from configs.errors import ConfigError
 from configs.eval_schema import EvalRunConfig
 from evaluate import diagnostics, records, store
 from evaluate.harness import check_tasks, run_tasks, task_yaml
-from models.artifact import ensure_writable_dir, fingerprint, read_manifest, replace_atomically
+from evaluate.speed import measure_speed
+from common.storage import ensure_writable_dir, fingerprint, read_manifest, replace_atomically
 from models.loading import load_model, pick_device
 from models.provenance import provenance
+from tasks.prompts import task_config
 
 log = logging.getLogger("evaluate")
 
@@ -223,8 +225,6 @@ def _baseline_comparison(ctx: _Context, plan: PlannedRecord, metrics: dict, rows
 
 
 def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
-    from evaluate.speed import measure_speed
-
     speed = measure_speed(
         ctx.model, ctx.tokenizer, prompt_tokens=ctx.job.speed.prompt_tokens, new_tokens=ctx.job.speed.new_tokens,
         batch_sizes=plan.settings["batch_sizes"], warmup=ctx.job.speed.warmup, repeats=ctx.job.speed.repeats,
@@ -312,8 +312,6 @@ def _task_config_hash(task: str) -> Optional[str]:
     path = task_yaml(task)
     if path is None:
         return None
-    from evaluate.prompts import task_config
-
     return fingerprint(task_config(task))[:16]
 
 

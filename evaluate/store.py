@@ -6,7 +6,7 @@ Layout under `results_dir`:
         samples.jsonl    one line per evaluated sample (model answer, scores)
     table.parquet, table.csv   a flat view of every complete record (derived, rebuildable)
 
-A record folder is published exactly like an artifact (`models.artifact`): written under
+A record folder is published exactly like an artifact (`common.storage`): written under
 a hidden name and renamed when complete, so concurrent writers (Slurm array tasks on a
 shared filesystem) and killed runs never leave a half-written record and need no locks.
 Looking a record up before evaluating makes a repeated evaluation do nothing.
@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 
 import pandas as pd
 
-from models.artifact import publish, read_manifest, replace_atomically, staging_folder, write_json_atomic
+from common.storage import publish, read_manifest, replace_atomically, staging_folder, write_json_atomic
 
 SAMPLES = "samples.jsonl"
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
-from models.artifact import read_manifest
+from common.storage import read_manifest
+from configs.errors import ConfigError
 
 
 class OncePerMessage(logging.Filter):
@@ -39,8 +42,6 @@ def pick_device(requested: str = "auto") -> str:
     """`auto`: CUDA when there is one, else CPU. Asking for CUDA where there is none is a
     ConfigError (said before any model loads), not a failure deep in torch."""
     import torch
-
-    from configs.errors import ConfigError
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -114,17 +115,31 @@ def _load_with_hqq(folder: Path, dtype: str | None, device: str, **kwargs):
 def _load_with_gptqmodel(folder: Path, dtype: str | None, device: str, **kwargs):
     """A GPTQModel artifact (GPTQ or AWQ GEMM format): `from_pretrained`, whose GPTQ/AWQ
     integration runs on gptqmodel, so only in the environment that has it (.venv-gptqmodel)."""
-    from configs.errors import ConfigError
-
     try:
-        from quantize.gptqmodel_support import import_gptqmodel
-
         import_gptqmodel()
     except ImportError:
         raise ConfigError(f"{folder} is packed in a GPTQ/AWQ format and loads only where gptqmodel is installed: use "
                           ".venv-gptqmodel/bin/python (`python -m evaluate run` hands it over; build it with "
                           "`scripts/setup.sh gptqmodel`)") from None
     return _load_with_transformers(folder, dtype, device, **kwargs)
+
+
+# GPTQModel runs its per-module work on a pool of CPU workers; on a 2-core machine its
+# default did not start (shared/notes/cpu-feasibility.md), 2 workers did. Must be set
+# before gptqmodel is imported; an explicit setting wins.
+GPTQMODEL_CPU_WORKERS = "2"
+
+
+def import_gptqmodel():
+    """gptqmodel, imported with the lab's settings (only in `.venv-gptqmodel`)."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", GPTQMODEL_CPU_WORKERS)
+    import gptqmodel
+    from gptqmodel.looper import loop_processor
+
+    # GPTQModel writes per-module stats to ./logs (relative to the working directory, i.e.
+    # into the user's checkout); keep them out of it.
+    loop_processor._PROJECT_LOG_DIR = Path(tempfile.gettempdir()) / "qlab-gptqmodel-logs"
+    return gptqmodel
 
 
 LOADERS: dict[str, Callable] = {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from configs.errors import ConfigError
 from configs.schema import ModelConfig
+from models import tiny
 
 
 class ModelNotAvailable(ConfigError):
@@ -24,8 +25,6 @@ def resolve_model_dir(model: ModelConfig) -> Path:
     if model.path:
         return _local_folder(Path(model.path).expanduser())
     if model.tiny_size:
-        from models import tiny
-
         family = tiny.ensure_built(profile=model.tiny_profile)
         return family.model_path(model.tiny_size)
     return _hub_snapshot(model)

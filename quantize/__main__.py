@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from common.environments import dispatch, needs_dispatch
 from configs.compose import compose, compose_dict, group_choices
 from configs.errors import ConfigError
+from quantize.methods.base import available_methods
+from quantize.pipeline import check, quantize_job
 
 USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
 
@@ -34,12 +37,9 @@ def main(argv: list[str]) -> int:
             print(OmegaConf.to_yaml(compose_dict("quantize", [a for a in argv if a != "--cfg"])))
             return 0
         job = compose("quantize", argv)
-        from quantize.backends import dispatch, needs_dispatch
-        from quantize.pipeline import check, quantize_job
-
         method, _ = check(job)  # everything is validated here, before handing the run on
         if needs_dispatch(method.environment):
-            return dispatch(method.environment, "quantize", argv, method.runs_in())
+            return dispatch(method.environment, "quantize", argv, method.runs_in(), method.alternative())
         folder = quantize_job(job)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -49,8 +49,6 @@ def main(argv: list[str]) -> int:
 
 
 def help_text() -> str:
-    from quantize.methods.base import available_methods
-
     lines = [USAGE, "methods:"]
     for name, cls in available_methods().items():
         summary = (cls.__doc__ or "").strip().splitlines()[0]

@@ -15,11 +15,12 @@ from typing import Optional
 
 from configs.errors import ConfigError
 from configs.schema import QuantizeJobConfig
-from models.artifact import ensure_writable_dir, fingerprint, publish, read_manifest, staging_folder
-from models.loading import pick_device
+from calibration import load_calibration
+from common.environments import interpreter, needs_dispatch, running_environment
+from common.storage import ensure_writable_dir, fingerprint, publish, read_manifest, staging_folder
+from models.loading import load_tokenizer, pick_device
 from models.provenance import provenance
 from models.sources import model_identity, resolve_model_dir
-from quantize.backends import interpreter, needs_dispatch, running_environment
 from quantize.methods.base import QuantMethod, build_method
 
 log = logging.getLogger("quantize")
@@ -44,7 +45,7 @@ def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
 
     method = build_method(job.method, job.quant, job.model.dtype)
     if needs_dispatch(method.environment):  # a missing environment fails before the model is resolved (or built)
-        interpreter(method.environment, method.runs_in())
+        interpreter(method.environment, method.runs_in(), method.alternative())
     device = pick_device(job.device)
     ensure_writable_dir("output_dir", job.output_dir)
     if method.requires_cuda and device != "cuda":
@@ -58,7 +59,7 @@ def plan(job: QuantizeJobConfig) -> PlannedArtifact:
     """Validate the job, in the environment its method runs in; load no weights."""
     method, source_dir = check(job)
     if needs_dispatch(method.environment):
-        python = interpreter(method.environment, method.runs_in())  # missing: says how to build it
+        python = interpreter(method.environment, method.runs_in(), method.alternative())  # missing: says how to build it
         raise ConfigError(f"{method.runs_in()}, not in '{running_environment()}': run it with `python -m quantize ...` "
                           f"(which hands it over) or `{python} -m quantize ...`")
     identity = model_identity(job.model, source_dir)
@@ -133,9 +134,6 @@ def _calibration(job: QuantizeJobConfig, method: QuantMethod, source_dir: Path):
     """The calibration samples (tokenizer only, no weights), if the method needs them."""
     if not method.needs_calibration:
         return None
-    from calibration import load_calibration
-    from models.loading import load_tokenizer
-
     tokenizer = load_tokenizer(source_dir, trust_remote_code=job.model.trust_remote_code)
     return load_calibration(job.calibration, tokenizer, model=job.model)
 

@@ -33,12 +33,14 @@ from queue import Empty
 
 from tqdm.auto import tqdm
 
-from models.tiny.generator import GENERATOR_VERSION, TASKS, assistant_reply, generate_splits
+from common.storage import CACHE_ENV
+from common.storage import cache_root as lab_cache_root
+from models.tiny.generator import GENERATOR_VERSION, LAB_TASK_NAMES, TASKS, assistant_reply, generate_splits
 from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
+from tasks.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "QLAB_CACHE"
 LAYOUT_VERSION = 4  # bump when the folder layout, tokenizer or training code changes
 MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
@@ -82,8 +84,8 @@ class TinyFamily:
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    base = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quantlab"
-    return Path(base).expanduser() / "tiny"
+    """Where tiny-family builds live: <cache_dir or the lab's cache folder>/tiny."""
+    return (Path(cache_dir).expanduser() if cache_dir else lab_cache_root()) / "tiny"
 
 
 def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=None,
@@ -180,9 +182,10 @@ def _build_atomically(final: Path, profile: Profile, profile_name: str,
 
 def _build(out: Path, name: str, profile: Profile, profile_name: str,
            sizes: tuple[str, ...], seed: int) -> None:
-    # Imported here so that importing models.tiny (config validation, the CLI) stays light.
     import torch
 
+    # Imported here, not at the top: training needs torch and transformers, and importing
+    # models.tiny (model sources, calibration, the CLI's `path`) must stay light.
     from models.tiny.tokenizer import train_tokenizer
     from models.tiny.training import TrainJob, encode_examples
 
@@ -227,9 +230,6 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
 
 
 def _tokenizer_corpus(train: dict[str, list[dict]]):
-    from evaluate.prompts import render_prompt
-    from models.tiny.generator import LAB_TASK_NAMES
-
     for task, docs in train.items():
         for doc in docs:
             # Special tokens never reach BPE training, so feed the text between them.
@@ -239,9 +239,6 @@ def _tokenizer_corpus(train: dict[str, list[dict]]):
 
 def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> None:
     """Training-style samples, chat-formatted with their answers, tasks interleaved."""
-    from evaluate.prompts import render_prompt
-    from models.tiny.generator import LAB_TASK_NAMES
-
     texts = []
     for i in range(CALIBRATION_SAMPLES):
         task = TASKS[i % len(TASKS)]
@@ -261,7 +258,7 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     follow each other on the other (the longest-job-first rule). Starting all three at
     once instead made them share the cores until tiny-s finished, and left tiny-l
     training alone on one core at the end (measured: 16.3 vs 14.0 minutes, identical weights)."""
-    from models.tiny.training import train_size
+    from models.tiny.training import train_size  # torch: imported when training (see _build)
 
     jobs, workers = training_schedule(jobs, usable_cores())
     context = multiprocessing.get_context("spawn")

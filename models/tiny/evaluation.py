@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from evaluate.prompts import render_prompt
-from evaluate.scoring import score
+from tasks.prompts import render_prompt
+from tasks.scoring import score
 from models.tiny.generator import LAB_TASK_NAMES, answer_text
 from models.tiny.tokenizer import END_OF_TEXT, IM_END, chat_prompt
 
-# How the lab's scorer (evaluate/scoring.py) reads each task's answer.
+# How the lab's scorer (tasks/scoring.py) reads each task's answer.
 ANSWER_KINDS = {"openmath": "numeric", "arc": "letter", "squad": "span"}
 
 

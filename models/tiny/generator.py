@@ -17,13 +17,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from evaluate.prompts import render_prompt
+from tasks.prompts import render_prompt
 
 # Bump when the generated text changes in any way: it is part of the cache key.
 GENERATOR_VERSION = 1
 
 TASKS = ("openmath", "arc", "squad")
-LAB_TASK_NAMES = {task: f"boxed_{task}" for task in TASKS}  # evaluate/tasks/<name>.yaml
+LAB_TASK_NAMES = {task: f"boxed_{task}" for task in TASKS}  # tasks/<name>.yaml
 
 FIRST_NAMES = {
     "She": ["Anna", "Mira", "Lena", "Sara", "Nora", "Ella", "Ruth", "Ines", "Maya", "Lucy",

@@ -7,9 +7,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from configs.schema import TINY_PROFILES
+from configs.schema import TINY_SIZES as SIZES
 from models.tiny.generator import DataSettings
 
-SIZES = ("tiny-s", "tiny-m", "tiny-l")
 END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
 

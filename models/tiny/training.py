@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
                           Qwen3Config, Qwen3ForCausalLM)
 
-from evaluate.prompts import render_prompt
+from tasks.prompts import render_prompt
 from models.tiny.evaluation import evaluate_tasks
 from models.tiny.generator import LAB_TASK_NAMES, assistant_reply
 from models.tiny.settings import SizeConfig, TrainSettings

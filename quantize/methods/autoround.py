@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.errors import ConfigError
-from quantize.llmcompressor_support import IGNORED_LAYERS, run_calibrated_oneshot, save_compressed, weight_scheme
+from quantize.backends.llmcompressor import IGNORED_LAYERS, weight_scheme
 from quantize.methods.base import QuantMethod, register
 
 
@@ -25,7 +25,7 @@ class AutoRound(QuantMethod):
     name = "autoround"
     supported_bits = (2, 3, 4, 8)
     needs_calibration = True
-    artifact_format = "compressed-tensors"
+    backends = ("llmcompressor",)
 
     @dataclass
     class Options:
@@ -38,14 +38,14 @@ class AutoRound(QuantMethod):
                 if getattr(self, key) < 1:
                     raise ConfigError(f"method.{key}={getattr(self, key)} must be >= 1")
 
-    def label(self) -> str:
-        return super().label() + f"-i{self.options.iters}"
+    def variant_label(self) -> str:
+        return super().variant_label() + f"-i{self.options.iters}"
 
-    def quantize(self, model, tokenizer, calibration):
+    def recipe(self, calibration):
         import torch
         from llmcompressor.modifiers.autoround import AutoRoundModifier
 
-        recipe = AutoRoundModifier(
+        return AutoRoundModifier(
             config_groups={"group_0": weight_scheme(self.quant)},
             ignore=IGNORED_LAYERS,
             iters=self.options.iters,
@@ -53,7 +53,3 @@ class AutoRound(QuantMethod):
             lr=self.options.lr,
             enable_torch_compile=torch.cuda.is_available(),  # compiling on CPU costs more than it saves
         )
-        return run_calibrated_oneshot(model, recipe, calibration)
-
-    def save(self, model, tokenizer, folder):
-        save_compressed(model, tokenizer, folder)

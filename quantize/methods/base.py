@@ -2,10 +2,13 @@
 
 A method is one module in `quantize/methods/` defining a `QuantMethod` subclass decorated
 with `@register`, plus one YAML in `hydra_conf/method/`. The class declares what it
-accepts (bits, group sizes, calibration, device, environment) so that a bad combination
-is rejected before any weight is loaded, and wraps the maintained library that does
-the work. Method-specific settings are the fields of its nested `Options` dataclass and
-are set as `method.<field>=...`.
+accepts (bits, group sizes, calibration, device) so that a bad combination is rejected
+before any weight is loaded, and wraps the maintained library that does the work: either
+directly (hqq, bitsandbytes) or through one of the `backends` it lists (`quantize.backends`:
+llm-compressor, GPTQModel, AutoAWQ), the first being its default and `method.backend=`
+choosing another; the backend object it then holds loads, quantizes and saves, and says
+which environment that runs in. Method-specific settings are the fields of its nested
+`Options` dataclass and are set as `method.<field>=...`.
 
 Lifecycle, driven by `quantize.pipeline`:
     method = build_method(job)                # validates quant + options
@@ -25,6 +28,8 @@ from typing import Any, ClassVar, Optional
 
 from configs.errors import ConfigError, choices_error
 from configs.schema import PER_CHANNEL, QuantConfig
+from models.loading import load_model
+from quantize.backends.base import ALTERNATIVE, Backend, build_backend
 
 _REGISTRY: dict[str, type["QuantMethod"]] = {}
 
@@ -37,6 +42,9 @@ class QuantMethod:
     supported_group_sizes: ClassVar[tuple[int, ...]] = (32, 64, 128, PER_CHANNEL)
     needs_calibration: ClassVar[bool] = False
     requires_cuda: ClassVar[bool] = False
+    # The backends it runs through (quantize/backends/<name>.py), the default first; none:
+    # it wraps its library itself. With several, `method.backend` (an Options field) picks.
+    backends: ClassVar[tuple[str, ...]] = ()
     environment: ClassVar[str] = "main"  # the venv it runs in (scripts/setup.sh <environment>)
     load_environment: ClassVar[Optional[str]] = None  # where its artifact loads, if not `environment`
     artifact_format: ClassVar[str] = "dense"  # what the weights on disk are
@@ -54,6 +62,7 @@ class QuantMethod:
         self.quant = quant
         self.options = options
         self.dtype = dtype  # the dtype the model is loaded and quantized in
+        self.backend: Optional[Backend] = None  # set by validate() for a method with backends
 
     # -- validation, before any weight is loaded --------------------------------------
     def validate(self) -> None:
@@ -67,6 +76,16 @@ class QuantMethod:
                 f"quant.group_size={self.quant.group_size} is not supported by method={self.name}; "
                 f"choices: {', '.join(map(str, self.supported_group_sizes))} (-1 = per channel)"
             )
+        if self.backends:
+            self._use_backend(build_backend(self.name, getattr(self.options, "backend", self.backends[0]), self.backends))
+
+    def _use_backend(self, backend: Backend) -> None:
+        """Run through `backend`: its environment, checkpoint format and loader are the artifact's."""
+        self.backend = backend
+        self.environment, self.loader = backend.environment, backend.loader
+        self.load_environment = backend.load_environment
+        self.artifact_format = backend.artifact_format(self)
+        backend.validate(self)
 
     def check_model(self, model_config: Any) -> None:
         """Reject a model whose linear input dims the group size does not divide."""
@@ -85,36 +104,55 @@ class QuantMethod:
         """(model, tokenizer) to quantize, in `self.dtype`. Calibration-based libraries
         move layers to the accelerator themselves, so the model starts on CPU; a method
         that quantizes while loading (bitsandbytes) loads onto `device`."""
-        from models.loading import load_model
-
+        if self.backend:
+            return self.backend.load(self, source_dir, device)
         return load_model(source_dir, dtype=self.dtype, device="cpu")
 
     def label(self) -> str:
-        """Short, human-readable id of the variant, e.g. rtn-w4a16-g128."""
+        """Short, human-readable id of the variant, e.g. rtn-w4a16-g128, with the backend's
+        name when it is not the default (gptq-w4a16-g128-gptqmodel)."""
+        backend = self.backend.name if self.backend else None
+        return self.variant_label() + (f"-{backend}" if backend not in (None, self.backends[0]) else "")
+
+    def variant_label(self) -> str:
+        """The method and its settings, e.g. rtn-w4a16-g128."""
         group = "ch" if self.quant.group_size == PER_CHANNEL else f"g{self.quant.group_size}"
         return f"{self.name}-w{self.quant.bits}a16-{group}"
+
+    def recipe(self, calibration):
+        """llm-compressor modifiers, for a method that runs through that backend."""
+        raise NotImplementedError
 
     def quantize(self, model, tokenizer, calibration):
         """Quantize `model` (loaded on CPU in `self.dtype`) and return it.
 
         `calibration` is a `calibration.CalibrationSet` when `needs_calibration`, else None.
         """
+        if self.backend:
+            return self.backend.quantize(self, model, tokenizer, calibration)
         raise NotImplementedError
 
     def save(self, model, tokenizer, folder: Path) -> None:
+        if self.backend:
+            return self.backend.save(self, model, tokenizer, folder)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
     def num_parameters(self, model) -> int:
-        """The model's parameter count, for the manifest (methods whose library turns
-        weights into packed buffers count those weights here too)."""
+        """The model's parameter count, for the manifest (backends that turn weights into
+        packed buffers count those weights too)."""
+        if self.backend:
+            return self.backend.num_parameters(model)
         return sum(p.numel() for p in model.parameters())
 
     def runs_in(self) -> str:
         """What runs where, for messages about environments."""
-        backend = getattr(self, "backend", None)  # a Backend, for methods with method.backend
-        uses = f" method.backend={backend.name} uses {backend.library}, which" if backend else ""
+        uses = f" method.backend={self.backend.name} uses {self.backend.library}, which" if len(self.backends) > 1 else ""
         return f"method={self.name}{uses} runs in the '{self.environment}' environment"
+
+    def alternative(self) -> Optional[str]:
+        """Another way to run this method where its environment is missing, if there is one."""
+        return ALTERNATIVE if len(self.backends) > 1 else None
 
     def describe(self) -> dict:
         """What goes into the manifest about the method."""
@@ -130,13 +168,6 @@ class QuantMethod:
             # only when it differs, so that other methods' fingerprints stay as they were
             **({"load_environment": self.load_environment} if self.load_environment not in (None, self.environment) else {}),
         }
-
-
-def parameters_counting_packed(model, packed_linear_type: type) -> int:
-    """Parameters of a model whose library packs linear weights into buffers (GPTQModel,
-    AutoAWQ), counting each packed linear's weights (in x out) as the dense model did."""
-    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, packed_linear_type))
-    return sum(p.numel() for p in model.parameters()) + packed
 
 
 def linear_input_dims(model_config: Any) -> dict[str, int]:

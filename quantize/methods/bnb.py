@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.errors import ConfigError, choices_error
+from models.loading import pick_device
 from quantize.methods.base import QuantMethod, register
 
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
@@ -27,8 +28,6 @@ class BitsAndBytes(QuantMethod):
     def load(self, source_dir, device: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from models.loading import pick_device
 
         device = pick_device(device)
         model = AutoModelForCausalLM.from_pretrained(
@@ -68,7 +67,7 @@ class BitsAndBytesInt8(BitsAndBytes):
             if self.threshold < 0:
                 raise ConfigError(f"method.threshold={self.threshold} must be >= 0")
 
-    def label(self) -> str:
+    def variant_label(self) -> str:
         return f"{self.name}-t{self.options.threshold:g}"
 
     def bnb_config(self):
@@ -91,7 +90,7 @@ class BitsAndBytes4bit(BitsAndBytes):
             if self.compute_dtype not in COMPUTE_DTYPES:
                 raise choices_error("method.compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
 
-    def label(self) -> str:
+    def variant_label(self) -> str:
         return f"{self.name}-{'dq' if self.options.double_quant else 'nodq'}-{self.options.compute_dtype}"
 
     def bnb_config(self):

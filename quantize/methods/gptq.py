@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 from configs.errors import ConfigError, choices_error
-from quantize.backends import check_backend
-from quantize.llmcompressor_support import IGNORED_LAYERS, run_calibrated_oneshot, save_compressed, weight_scheme
+from quantize.backends.llmcompressor import IGNORED_LAYERS, weight_scheme
 from quantize.methods.base import QuantMethod, register
 
 ACTORDERS = ("static", "none")  # static: by activation size, no runtime cost ("group" is gone from llm-compressor 0.14)
@@ -34,7 +31,6 @@ class GPTQ(QuantMethod):
     name = "gptq"
     supported_bits = (2, 3, 4, 8)
     needs_calibration = True
-    artifact_format = "compressed-tensors"
     backends = ("llmcompressor", "gptqmodel", "auto-gptq")
 
     @dataclass
@@ -49,55 +45,15 @@ class GPTQ(QuantMethod):
             if not 0 < self.dampening_frac < 1:
                 raise ConfigError(f"method.dampening_frac={self.dampening_frac} must be in (0, 1)")
 
-    def validate(self) -> None:
-        super().validate()
-        self.backend = check_backend(self.name, self.options.backend, self.backends, ("llmcompressor", "gptqmodel"))
-        self.environment = self.backend.environment
-        if self.backend.name == "gptqmodel":
-            self.artifact_format, self.loader = "gptq", "gptqmodel"
+    def variant_label(self) -> str:
+        return super().variant_label() + ("" if self.options.actorder == "static" else f"-ao{self.options.actorder}")
 
-    def label(self) -> str:
-        label = super().label() + ("" if self.options.actorder == "static" else f"-ao{self.options.actorder}")
-        return label + ("-gptqmodel" if self.backend.name == "gptqmodel" else "")
-
-    def load(self, source_dir, device="auto"):
-        if self.backend.name != "gptqmodel":
-            return super().load(source_dir, device)
-        from models.loading import pick_device
-        from quantize import gptqmodel_support
-
-        config = gptqmodel_support.gptq_config(self.quant, desc_act=self.options.actorder == "static",
-                                               damp_percent=self.options.dampening_frac)
-        return gptqmodel_support.load(source_dir, config, self.dtype, pick_device(device))
-
-    def num_parameters(self, model) -> int:
-        if self.backend.name != "gptqmodel":
-            return super().num_parameters(model)
-        from quantize import gptqmodel_support
-
-        return gptqmodel_support.num_parameters(model)
-
-    def quantize(self, model, tokenizer, calibration):
-        if self.backend.name == "gptqmodel":
-            from quantize import gptqmodel_support
-
-            return gptqmodel_support.quantize(model, calibration)
+    def recipe(self, calibration):
         from llmcompressor.modifiers.gptq import GPTQModifier
 
-        recipe = GPTQModifier(
+        return GPTQModifier(
             config_groups={"group_0": weight_scheme(self.quant)},
             ignore=IGNORED_LAYERS,
-            actorder=self._actorder(),
+            actorder=None if self.options.actorder == "none" else self.options.actorder,
             dampening_frac=self.options.dampening_frac,
         )
-        return run_calibrated_oneshot(model, recipe, calibration)
-
-    def _actorder(self) -> Optional[str]:
-        return None if self.options.actorder == "none" else self.options.actorder
-
-    def save(self, model, tokenizer, folder):
-        if self.backend.name == "gptqmodel":
-            from quantize import gptqmodel_support
-
-            return gptqmodel_support.save(model, tokenizer, folder)
-        save_compressed(model, tokenizer, folder)

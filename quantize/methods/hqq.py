@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from configs.errors import choices_error
+from configs.errors import ConfigError, choices_error
 from configs.schema import PER_CHANNEL
+from models.loading import pick_device
 from quantize.methods.base import QuantMethod, register
 
 AXES = (0, 1)
@@ -42,8 +43,6 @@ class HQQ(QuantMethod):
     def validate(self) -> None:
         super().validate()
         if self.quant.symmetric:
-            from configs.errors import ConfigError
-
             raise ConfigError("method=hqq quantizes with a zero point (asymmetric) only; set quant.symmetric=false")
 
     def quant_config(self) -> dict:
@@ -52,12 +51,10 @@ class HQQ(QuantMethod):
         group = None if self.quant.group_size == PER_CHANNEL else self.quant.group_size
         return BaseQuantizeConfig(nbits=self.quant.bits, group_size=group, axis=self.options.axis)
 
-    def label(self) -> str:
-        return super().label() + f"-ax{self.options.axis}"
+    def variant_label(self) -> str:
+        return super().variant_label() + f"-ax{self.options.axis}"
 
     def load(self, source_dir, device="auto"):
-        from models.loading import pick_device
-
         self.device = pick_device(device)  # hqq moves each layer there and quantizes it there
         return super().load(source_dir, device)
 

@@ -15,7 +15,7 @@ class NoQuantization(QuantMethod):
     name = "none"
     supported_bits = ()  # quant.bits is not used
 
-    def label(self) -> str:
+    def variant_label(self) -> str:
         return f"none-{self.dtype}"
 
     def quantize(self, model, tokenizer, calibration):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quantize.llmcompressor_support import IGNORED_LAYERS, run_oneshot, save_compressed, weight_scheme
+from quantize.backends.llmcompressor import IGNORED_LAYERS, weight_scheme
 from quantize.methods.base import QuantMethod, register
 
 
@@ -18,15 +18,9 @@ class RoundToNearest(QuantMethod):
 
     name = "rtn"
     supported_bits = (2, 3, 4, 8)
-    artifact_format = "compressed-tensors"
+    backends = ("llmcompressor",)
 
-    def quantize(self, model, tokenizer, calibration):
+    def recipe(self, calibration):
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        recipe = QuantizationModifier(
-            config_groups={"group_0": weight_scheme(self.quant)}, ignore=IGNORED_LAYERS
-        )
-        return run_oneshot(model, recipe)
-
-    def save(self, model, tokenizer, folder):
-        save_compressed(model, tokenizer, folder)
+        return QuantizationModifier(config_groups={"group_0": weight_scheme(self.quant)}, ignore=IGNORED_LAYERS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.errors import ConfigError
-from quantize.llmcompressor_support import IGNORED_LAYERS, run_calibrated_oneshot, save_compressed
+from quantize.backends.llmcompressor import IGNORED_LAYERS
 from quantize.methods.base import QuantMethod, register
 
 
@@ -26,7 +26,7 @@ class SmoothQuant(QuantMethod):
     supported_bits = (8,)
     supported_group_sizes = (-1,)
     needs_calibration = True
-    artifact_format = "compressed-tensors"
+    backends = ("llmcompressor",)
 
     @dataclass
     class Options:
@@ -41,18 +41,14 @@ class SmoothQuant(QuantMethod):
         if not self.quant.symmetric:
             raise ConfigError("method=smoothquant (W8A8) is symmetric only; set quant.symmetric=true")
 
-    def label(self) -> str:
+    def variant_label(self) -> str:
         return f"{self.name}-w8a8-a{self.options.smoothing_strength:g}"
 
-    def quantize(self, model, tokenizer, calibration):
+    def recipe(self, calibration):
         from llmcompressor.modifiers.gptq import GPTQModifier
         from llmcompressor.modifiers.transform import SmoothQuantModifier
 
-        recipe = [
+        return [
             SmoothQuantModifier(smoothing_strength=self.options.smoothing_strength),
             GPTQModifier(targets="Linear", scheme="W8A8", ignore=IGNORED_LAYERS),
         ]
-        return run_calibrated_oneshot(model, recipe, calibration)
-
-    def save(self, model, tokenizer, folder):
-        save_compressed(model, tokenizer, folder)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from evaluate import store
-from evaluate.harness import LAB_TASKS_DIR
-from models.artifact import read_manifest
+from tasks import TASKS_DIR
+from common.storage import read_manifest
 from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def test_stock_task_numbers_equal_the_lm_eval_command_line(lab, tiny_family, tmp
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()
     (tasks_dir / "tiny_arc_mc.yaml").write_text(yaml.safe_dump({
-        "include": str(LAB_TASKS_DIR / "tiny_arc_mc.yaml"), "task": "tiny_arc_mc",
+        "include": str(TASKS_DIR / "tiny_arc_mc.yaml"), "task": "tiny_arc_mc",
         "dataset_kwargs": {"data_files": {"test": str(data)}},
     }))
     result = subprocess.run(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluate.prompts import TASKS_DIR, render_prompt, render_target
+from configs.schema import TINY_PROFILES, TINY_SIZES
 from models.tiny import PROFILES, SIZES, TASKS, ensure_built
 from models.tiny import settings as settings_module
 from models.tiny.build import MANIFEST, build_name, cache_root, find_build
@@ -24,6 +24,7 @@ from models.tiny.generator import (LAB_TASK_NAMES, DataSettings, answer_text, as
                                    generate_splits)
 from models.tiny.settings import SizeConfig, TrainSettings, native_bfloat16
 from models.tiny.training import PlateauSchedule, matmul_precision
+from tasks.prompts import TASKS_DIR, render_prompt, render_target
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = DataSettings(train_per_task=60, dev_per_task=10, eval_per_task=20)
@@ -43,6 +44,14 @@ def write_task_over_file(folder: Path, name: str, task: str, data_file: Path) ->
             test: {data_file}
         test_split: test
         """))
+
+def test_the_config_layer_names_exactly_the_sizes_and_profiles_built_here():
+    """configs/ validates model.tiny_size and model.tiny_profile without importing this package."""
+    assert tuple(PROFILES) == TINY_PROFILES
+    assert SIZES == TINY_SIZES
+    for profile in PROFILES.values():
+        assert tuple(profile.sizes) == TINY_SIZES
+
 
 def test_generator_is_deterministic_for_a_seed_and_varies_with_it():
     first, again, other = (generate_splits(SMALL, seed) for seed in (0, 0, 1))

@@ -10,7 +10,8 @@ import pytest
 
 from configs.compose import compose
 from configs.errors import ConfigError
-from quantize.backends import BACKENDS, is_built, venv_dir
+from common.environments import REPO_ROOT, is_built, venv_dir
+from quantize.backends.base import available_backends
 from quantize.pipeline import plan
 from tests.conftest import run_cli
 
@@ -91,7 +92,7 @@ def test_backend_in_another_environment_says_what_is_missing_and_the_alternative
         plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}", *dtype]))
     message = str(error.value)
     assert "\n" not in message
-    assert BACKENDS[backend].library in message
+    assert available_backends()[backend].library in message
     assert f"scripts/setup.sh {environment}" in message
     assert f".venv-{environment} is missing" in message
     assert "method.backend=llmcompressor" in message
@@ -104,7 +105,7 @@ def test_a_backend_the_lab_does_not_run_is_refused_without_sending_the_user_to_b
         plan(compose("quantize", [f"model={model_dir}", f"method={method}", f"method.backend={backend}"]))
     message = str(error.value)
     assert "\n" not in message
-    assert BACKENDS[backend].library in message and "code path is not written" in message
+    assert available_backends()[backend].library in message and "code path is not written" in message
     assert "method.backend=llmcompressor" in message
     assert "scripts/setup.sh" not in message
 
@@ -113,7 +114,7 @@ def test_a_backend_the_lab_does_not_run_is_refused_without_sending_the_user_to_b
                                                         ("awq", "autoawq", "scripts/setup.sh legacy"),
                                                         ("gptq", "auto-gptq", "code path is not written")])
 def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, method, backend, expected):
-    environment = BACKENDS[backend].environment
+    environment = available_backends()[backend].environment
     if backend != "auto-gptq" and is_built(environment):
         pytest.skip(f"{venv_dir(environment)} is built on this machine: the run would be handed to it")
     dtype = ["model.dtype=float16"] if backend == "autoawq" else []
@@ -125,7 +126,5 @@ def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, metho
 
 
 def test_every_backend_environment_has_a_requirements_file():
-    from quantize.backends import REPO_ROOT
-
-    for backend in BACKENDS.values():
+    for backend in available_backends().values():
         assert (REPO_ROOT / "requirements" / f"{backend.environment}.txt").is_file(), backend

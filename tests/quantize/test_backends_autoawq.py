@@ -18,8 +18,8 @@ import pytest
 
 from configs.errors import ConfigError
 from evaluate import store
-from models.artifact import read_manifest
-from quantize import backends
+from common.storage import read_manifest
+from common import environments
 from tests.conftest import TINY_QUICK, run_cli
 from tests.quantize.test_backends_gptqmodel import (SMALL_CALIBRATION, evaluate_small, generate_in_gptqmodel_env,
                                                     packed_linears)
@@ -28,18 +28,19 @@ AUTOAWQ = ["method=awq", "method.backend=autoawq", "model.dtype=float16", "quant
 
 
 def built(root: Path, environment: str) -> Path:
-    """Fake a built environment under `root` (what backends.is_built checks)."""
+    """Fake a built environment under `root` (what environments.is_built checks)."""
     python = root / f".venv-{environment}" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.touch()
-    (python.parent.parent / backends.STAMP).write_text("x")
+    (python.parent.parent / environments.STAMP).write_text("x")
     return python
 
 
 def test_a_sweep_cell_quantizes_in_legacy_and_runs_where_the_artifact_loads(tmp_path, monkeypatch):
-    from evaluate.sweep import Cell, cell_python
+    from sweep.cells import Cell
+    from sweep.plan import cell_python
 
-    monkeypatch.setattr(backends, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(environments, "REPO_ROOT", tmp_path)
     cell = Cell("tiny-s", "awq", ("method=awq", "model=tiny-s", "method.backend=autoawq", "model.dtype=float16"), ())
     with pytest.raises(ConfigError, match="scripts/setup.sh legacy"):
         cell_python(cell)
@@ -56,7 +57,7 @@ def test_missing_legacy_environment_says_what_is_missing_the_command_and_the_alt
     from tests.quantize.test_backends import config_only_checkpoint
 
     model = config_only_checkpoint(tmp_path / "ckpt")
-    monkeypatch.setattr(backends, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(environments, "REPO_ROOT", tmp_path)
     with pytest.raises(ConfigError) as error:
         plan(compose("quantize", [f"model={model}", *AUTOAWQ[:3]]))
     message = str(error.value)
@@ -66,16 +67,16 @@ def test_missing_legacy_environment_says_what_is_missing_the_command_and_the_alt
 
 
 def test_the_manifest_names_where_the_artifact_loads():
-    assert backends.manifest_environment({"method": {"environment": "legacy", "load_environment": "gptqmodel"}}) == "gptqmodel"
-    assert backends.manifest_environment({"method": {"environment": "gptqmodel"}}) == "gptqmodel"
+    assert environments.manifest_environment({"method": {"environment": "legacy", "load_environment": "gptqmodel"}}) == "gptqmodel"
+    assert environments.manifest_environment({"method": {"environment": "gptqmodel"}}) == "gptqmodel"
 
 
 # -- end to end in .venv-legacy and .venv-gptqmodel -------------------------------------------
 @pytest.fixture(scope="module")
-def environments():
-    missing = [env for env in ("legacy", "gptqmodel") if not backends.is_built(env)]
+def backend_pythons():
+    missing = [env for env in ("legacy", "gptqmodel") if not environments.is_built(env)]
     if not missing:
-        return {env: backends.environment_python(env) for env in ("legacy", "gptqmodel")}
+        return {env: environments.environment_python(env) for env in ("legacy", "gptqmodel")}
     reason = (f"!!! {', '.join(f'.venv-{env}' for env in missing)} not built: the AutoAWQ backend is NOT tested here. "
               f"Build with `scripts/setup.sh {' '.join(missing)}`; QLAB_REQUIRE_BACKEND_ENVS=1 makes this a failure")
     if os.environ.get("QLAB_REQUIRE_BACKEND_ENVS") == "1":
@@ -150,20 +151,20 @@ def test_the_same_seed_gives_identical_weights(lab):
 
 
 @pytest.mark.slow
-def test_reloads_in_the_gptqmodel_environment_and_generates(lab, environments):
-    out = generate_in_gptqmodel_env(environments["gptqmodel"], lab["awq"])
+def test_reloads_in_the_gptqmodel_environment_and_generates(lab, backend_pythons):
+    out = generate_in_gptqmodel_env(backend_pythons["gptqmodel"], lab["awq"])
     assert len(out["new"]) >= 1
     assert out["kinds"] and all("Awq" in k for k in out["kinds"]), out["kinds"]  # GPTQModel's AWQ linear
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", [64, 128])
-def test_other_group_sizes_pack_one_scale_per_group_and_reload(lab, environments, group):
+def test_other_group_sizes_pack_one_scale_per_group_and_reload(lab, backend_pythons, group):
     folder = quantize(lab["root"] / "artifacts", *AUTOAWQ, f"quant.group_size={group}")[0]
     for name, linear in packed_linears(folder, lab["baseline"]).items():
         rows, columns = linear["dense"]
         assert linear["scales"] == [columns // group, rows], name
-    assert len(generate_in_gptqmodel_env(environments["gptqmodel"], folder)["new"]) >= 1
+    assert len(generate_in_gptqmodel_env(backend_pythons["gptqmodel"], folder)["new"]) >= 1
 
 
 @pytest.mark.slow
@@ -176,7 +177,7 @@ def test_evaluate_run_is_handed_to_where_the_artifact_loads(lab):
 
 
 @pytest.mark.slow
-def test_a_sweep_cell_quantizes_in_legacy_and_evaluates_in_gptqmodel(lab, environments, tmp_path):
+def test_a_sweep_cell_quantizes_in_legacy_and_evaluates_in_gptqmodel(lab, backend_pythons, tmp_path):
     root = tmp_path
     args = ["sweep", "sweep.name=autoawq", "sweep.models=[tiny-s]",
             "sweep.methods=[{method: awq, bits: [4], overrides: " + quoted(AUTOAWQ[1:3] + SMALL_CALIBRATION) + "}]",

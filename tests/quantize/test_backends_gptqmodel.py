@@ -22,8 +22,8 @@ import pytest
 from configs.compose import compose
 from configs.errors import ConfigError
 from evaluate import store
-from models.artifact import publish, read_manifest, staging_folder
-from quantize import backends
+from common.storage import publish, read_manifest, staging_folder
+from common import environments
 from quantize.methods.base import build_method
 from quantize.pipeline import plan
 from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
@@ -41,7 +41,7 @@ def build_job(*overrides: str):
 @pytest.fixture
 def no_environments(tmp_path, monkeypatch):
     """The lab's environments looked up under an empty folder: none of them is built."""
-    monkeypatch.setattr(backends, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(environments, "REPO_ROOT", tmp_path)
     return tmp_path
 
 
@@ -58,12 +58,12 @@ def test_gptqmodel_backend_declares_its_environment_and_loader(method):
 
 
 def test_the_dispatch_decision_follows_the_running_environment():
-    assert backends.running_environment() == "main"  # the tests run in .venv (or a plain interpreter)
-    assert backends.needs_dispatch("gptqmodel") and backends.needs_dispatch("legacy")
-    assert not backends.needs_dispatch("main")
-    assert backends.manifest_environment({"method": {"environment": "gptqmodel"}}) == "gptqmodel"
-    assert backends.manifest_environment({"method": {"name": "rtn"}}) == "main"  # manifests from before environments
-    assert backends.manifest_environment(None) == "main"
+    assert environments.running_environment() == "main"  # the tests run in .venv (or a plain interpreter)
+    assert environments.needs_dispatch("gptqmodel") and environments.needs_dispatch("legacy")
+    assert not environments.needs_dispatch("main")
+    assert environments.manifest_environment({"method": {"environment": "gptqmodel"}}) == "gptqmodel"
+    assert environments.manifest_environment({"method": {"name": "rtn"}}) == "main"  # manifests from before environments
+    assert environments.manifest_environment(None) == "main"
 
 
 @pytest.mark.parametrize("method", ["gptq", "awq"])
@@ -79,26 +79,27 @@ def test_missing_environment_says_what_is_missing_the_command_and_the_alternativ
 
 
 def test_a_venv_whose_install_did_not_finish_counts_as_missing(no_environments):
-    python = backends.environment_python("gptqmodel")
+    python = environments.environment_python("gptqmodel")
     python.parent.mkdir(parents=True)
     python.touch()  # scripts/setup.sh writes its stamp only after pip install succeeded
-    assert not backends.is_built("gptqmodel")
+    assert not environments.is_built("gptqmodel")
     with pytest.raises(ConfigError, match="install did not finish"):
-        backends.interpreter("gptqmodel", "method=gptq runs in the 'gptqmodel' environment")
-    (python.parent.parent / backends.STAMP).write_text("x")
-    assert backends.interpreter("gptqmodel", "x") == python
+        environments.interpreter("gptqmodel", "method=gptq runs in the 'gptqmodel' environment")
+    (python.parent.parent / environments.STAMP).write_text("x")
+    assert environments.interpreter("gptqmodel", "x") == python
 
 
 def test_a_sweep_cell_runs_with_its_environments_interpreter(no_environments):
-    from evaluate.sweep import Cell, cell_python
+    from sweep.cells import Cell
+    from sweep.plan import cell_python
 
     cell = Cell("tiny-s", "gptq", ("method=gptq", "model=tiny-s", "method.backend=gptqmodel"), ())
     with pytest.raises(ConfigError, match="scripts/setup.sh gptqmodel"):
         cell_python(cell)
-    python = backends.environment_python("gptqmodel")
+    python = environments.environment_python("gptqmodel")
     python.parent.mkdir(parents=True)
     python.touch()
-    (python.parent.parent / backends.STAMP).write_text("x")
+    (python.parent.parent / environments.STAMP).write_text("x")
     assert cell_python(cell) == str(python)
     import sys
 
@@ -140,9 +141,9 @@ def test_evaluate_run_hands_an_artifact_to_the_environment_its_manifest_names(tm
 # -- end to end in .venv-gptqmodel ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def gptqmodel_env():
-    if backends.is_built("gptqmodel"):
-        return backends.environment_python("gptqmodel")
-    reason = (f"!!! {backends.venv_dir('gptqmodel')} is not built: the GPTQModel backend is NOT tested here. "
+    if environments.is_built("gptqmodel"):
+        return environments.environment_python("gptqmodel")
+    reason = (f"!!! {environments.venv_dir('gptqmodel')} is not built: the GPTQModel backend is NOT tested here. "
               "Build it with `scripts/setup.sh gptqmodel` (~5 min); QLAB_REQUIRE_BACKEND_ENVS=1 makes this a failure")
     if os.environ.get("QLAB_REQUIRE_BACKEND_ENVS") == "1":
         pytest.fail(reason)

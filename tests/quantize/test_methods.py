@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from configs.compose import compose
-from models.artifact import read_manifest
+from common.storage import read_manifest
 from quantize.pipeline import quantize_job
 from tests.calibration.fixtures import build_random_checkpoint
 from tests.conftest import REPO_ROOT, TINY_QUICK

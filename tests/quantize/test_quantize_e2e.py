@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from configs.compose import compose
-from models.artifact import read_manifest
+from common.storage import read_manifest
 from quantize.pipeline import plan
 from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
 

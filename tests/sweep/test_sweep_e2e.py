@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from evaluate import store
-from models.artifact import read_manifest
+from common.storage import read_manifest
 from tests.conftest import REPO_ROOT, TINY_QUICK, run_cli
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from configs.compose import compose
 from configs.sweep_schema import EvalSweepConfig
-from evaluate import sweep
-from quantize import backends
+from common import environments
+from sweep import plan, run
 from tests.conftest import TINY_QUICK
 
 
@@ -30,34 +30,34 @@ def _touch(path, mtime_ns):
 
 def test_the_report_is_current_only_after_a_complete_build_from_todays_table(tmp_path):
     cfg = EvalSweepConfig(results_dir=str(tmp_path))
-    table, report, stamp = tmp_path / "table.parquet", tmp_path / "report" / "report.html", sweep._report_stamp(cfg)
+    table, report, stamp = tmp_path / "table.parquet", tmp_path / "report" / "report.html", run._report_stamp(cfg)
     _touch(table, 1_000_000_000)
     _touch(report, 2_000_000_000)
-    assert not sweep._report_is_current(cfg)  # no stamp: a build that did not finish, or never ran
+    assert not run._report_is_current(cfg)  # no stamp: a build that did not finish, or never ran
 
     stamp.write_text(json.dumps({"table_mtime_ns": 1_000_000_000}))
     os.utime(stamp, ns=(3_000_000_000, 3_000_000_000))
-    assert sweep._report_is_current(cfg)
+    assert run._report_is_current(cfg)
 
     _touch(report, 4_000_000_000)  # rewritten since (e.g. a filtered `evaluate report`)
-    assert not sweep._report_is_current(cfg)
+    assert not run._report_is_current(cfg)
     _touch(report, 2_000_000_000)
     _touch(table, 5_000_000_000)  # new results
-    assert not sweep._report_is_current(cfg)
+    assert not run._report_is_current(cfg)
 
 
 def test_only_known_backend_venvs_count_as_other_environments(monkeypatch):
-    monkeypatch.setattr(sys, "prefix", str(backends.REPO_ROOT / ".venv-cuda"))  # scripts/gpu_check.sh's venv
-    assert backends.running_environment() == "main"
-    monkeypatch.setattr(sys, "prefix", str(backends.REPO_ROOT / ".venv-gptqmodel"))
-    assert backends.running_environment() == "gptqmodel"
+    monkeypatch.setattr(sys, "prefix", str(environments.REPO_ROOT / ".venv-cuda"))  # scripts/gpu_check.sh's venv
+    assert environments.running_environment() == "main"
+    monkeypatch.setattr(sys, "prefix", str(environments.REPO_ROOT / ".venv-gptqmodel"))
+    assert environments.running_environment() == "gptqmodel"
 
 
 def _planned(tmp_path, methods: str, *extra: str) -> list:
     cfg = compose("evaluate_sweep", ["sweep.models=[tiny-s]", f"sweep.methods={methods}",
                                      f"output_dir={tmp_path / 'a'}", f"results_dir={tmp_path / 'r'}",
                                      f"sweeps_dir={tmp_path / 's'}", *extra])
-    return sweep.plan_cells(cfg)
+    return plan.plan_cells(cfg)
 
 
 def _dtype(cell) -> str:
@@ -90,5 +90,5 @@ def test_dtype_baselines_follow_what_hydra_composes_not_the_override_text(tmp_pa
     cfg.sweep.methods[0].overrides = ["model.dtype='float16'"]  # quoted: still float16
     cfg.sweep.methods[1].overrides = ["++model.dtype=float16"]  # the same dtype: one baseline
     cfg.sweep.methods[2].overrides = ["model.dtype='float32'"]  # the model's own: none added
-    baselines = [c for c in sweep.plan_cells(cfg) if c.is_baseline]
+    baselines = [c for c in plan.plan_cells(cfg) if c.is_baseline]
     assert [_dtype(c) for c in baselines] == ["float32", "float16"]

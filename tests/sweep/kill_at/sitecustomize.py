@@ -41,7 +41,7 @@ def _reached(point: str) -> None:
 def _install() -> None:
     from pathlib import Path
 
-    from models import artifact
+    from common import storage as artifact
 
     original_fsync_dir, original_replace, original_staging = (
         artifact._fsync_dir, artifact.replace_atomically, artifact.staging_folder)

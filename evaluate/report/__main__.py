@@ -1,7 +1,0 @@
-"""python -m evaluate.report [key=value ...] (the same as python -m evaluate report)."""
-
-import sys
-
-from evaluate.report.cli import main
-
-sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Backends: the libraries a method runs through (`quantize.backends.base`), one module each."""

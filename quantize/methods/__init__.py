@@ -1,0 +1,1 @@
+"""The quantization methods: one module each (`quantize.methods.base` is the interface)."""

@@ -1,0 +1,179 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, no display).
+
+Each function takes a report table and returns a `Plot` (PNG bytes plus its caption), or
+None when the table has nothing to draw. The same PNG is written beside the Markdown and
+embedded (base64) in the HTML.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from configs.report_schema import TIERS, ReportConfig
+from report.collect import size_label
+from report.tables import group as group_text
+
+TIER_COLOURS = {"negligible": "#1a9850", "acceptable": "#a6d96a", "concerning": "#fdae61",
+                "unacceptable": "#d73027", None: "#e6e6e6"}
+BEHAVIOUR_COLOURS = {"correct": "#1a9850", "wrong_answer": "#fdae61", "no_box": "#9e9e9e", "malformed_box": "#7b3294",
+                     "max_tokens": "#2166ac", "repetition": "#d73027", "empty": "#000000"}
+BEHAVIOUR_NAMES = {"correct": "correct", "wrong_answer": "wrong", "no_box": "no box", "malformed_box": "malformed",
+                   "max_tokens": "runaway (max tokens)", "repetition": "repetition", "empty": "empty"}
+MARKERS = "osD^vP*Xh<>p"
+
+
+@dataclass
+class Plot:
+    name: str  # file stem
+    title: str
+    caption: str
+    png: bytes
+
+
+def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
+    """Model size (rows) x method/bits (columns), coloured by tier, annotated with the delta."""
+    if summary.empty:
+        return None
+    models = summary.drop_duplicates("model").sort_values(["size_b", "model"], na_position="last")
+    quantized = summary[~summary.is_baseline].drop_duplicates("label")
+    quantized = quantized.assign(g=quantized.group.fillna(-1))
+    quantized = quantized.sort_values(["method", "bits", "g"], ascending=[True, False, True])
+    columns = ["baseline"] + list(quantized.label)
+    fig = Figure(figsize=(max(6.0, 1.0 * len(columns) + 2.5), max(2.5, 0.55 * len(models) + 1.8)))
+    ax = fig.add_subplot()
+    for i, model in enumerate(models.model):
+        for j, column in enumerate(columns):
+            which = summary.is_baseline if column == "baseline" else summary.label == column
+            cell = summary[(summary.model == model) & which]
+            tier = cell.tier.iloc[0] if len(cell) else None
+            ax.add_patch(_rect(j, i, TIER_COLOURS.get(tier, TIER_COLOURS[None])))
+            if len(cell) and not cell.is_baseline.iloc[0] and not math.isnan(cell.tier_delta_pp.iloc[0]):
+                mark = "*" if bool(cell.significant.iloc[0]) else ""
+                ax.text(j, i, f"{cell.tier_delta_pp.iloc[0]:+.1f}{mark}", ha="center", va="center", fontsize=8)
+            elif len(cell) and cell.is_baseline.iloc[0]:
+                ax.text(j, i, f"{100 * cell.primary.iloc[0]:.1f}%", ha="center", va="center", fontsize=8)
+    ax.set_xlim(-0.5, len(columns) - 0.5)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
+    names = [f"{m} ({size_label(s)})" for m, s in zip(models.model, models.size_b, strict=True)]
+    ax.set_yticks(range(len(models)), names, fontsize=8)
+    ax.set_title("Viability map: delta vs baseline (pp, worse of accuracy and format); * significant", fontsize=9)
+    handles = [Patch(color=TIER_COLOURS[t], label=t) for t in (*TIERS, None)]
+    handles[-1].set_label("not run")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return Plot("viability_map", "Viability map", "Rows: models by size; columns: method and bit width; colour: tier "
+                "(baseline column: its accuracy).", _png(fig))
+
+
+def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
+    """Per method: delta vs bit width with its bootstrap CI, one line per model and group."""
+    if quality.empty:
+        return None
+    rows = quality[(quality.scope == "all") & ~quality.is_baseline & quality.delta_pp.notna()]
+    if rows.empty:
+        return None
+    methods = sorted(rows.method.unique())
+    ncols = min(3, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig = Figure(figsize=(4.2 * ncols + 1.5, 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    ticks = ["base"] + [f"w{b}" for b in sorted(rows.bits.unique(), reverse=True)]
+    for ax, method in zip(axes.flat, methods, strict=False):
+        _tier_bands(ax, cfg)
+        part = rows[rows.method == method]
+        for (model, group), line in part.groupby(["model", "group"], dropna=False, sort=True):
+            line = line.sort_values("bits", ascending=False)
+            x = [0] + [ticks.index(f"w{b}") for b in line.bits]
+            y = [0.0, *line.delta_pp]
+            err = np.array([[0.0, *(line.delta_pp - line.ci_low_pp)], [0.0, *(line.ci_high_pp - line.delta_pp)]])
+            label = f"{model}" + ("" if pd.isna(group) else f" group {group_text(group)}")
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        low = min(rows.ci_low_pp.min(), rows.delta_pp.min(), cfg.tiers.concerning)
+        high = max(rows.ci_high_pp.max(), rows.delta_pp.max(), 0)
+        ax.set_ylim(low - 2, high + 2)
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_title(method, fontsize=10)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    axes[0][0].set_ylabel(f"delta {cfg.primary_metric} (pp)")
+    fig.tight_layout()
+    return Plot("delta_curves", "Degradation by bit width", f"{cfg.primary_metric} delta vs baseline with "
+                f"{cfg.stats.confidence:.0%} paired bootstrap intervals; bands: tiers.", _png(fig))
+
+
+def behaviour_bars(behaviour: pd.DataFrame) -> Optional[Plot]:
+    """Stacked bars: the share of each output behaviour per variant (boxed tasks)."""
+    if behaviour.empty:
+        return None
+    labels = [f"{model} {label}" for model, label in zip(behaviour.model, behaviour.label, strict=True)]
+    fig = Figure(figsize=(8.5, 0.32 * len(labels) + 1.6))
+    ax = fig.add_subplot()
+    left = np.zeros(len(labels))
+    for name, colour in BEHAVIOUR_COLOURS.items():
+        values = behaviour[name].to_numpy(float) * 100
+        ax.barh(range(len(labels)), values, left=left, color=colour, label=BEHAVIOUR_NAMES[name])
+        left += values
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of samples")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    caption = "What each variant's answers were, over its boxed-answer samples."
+    return Plot("behaviour", "Output behaviour", caption, _png(fig))
+
+
+def pareto(deploy: pd.DataFrame, x: str, front: str, xlabel: str, name: str, title: str) -> Optional[Plot]:
+    """Accuracy vs a cost axis; the Pareto front is joined by a line and labelled."""
+    if deploy.empty:
+        return None
+    points = deploy.dropna(subset=[x, "primary"])
+    if points.empty:
+        return None
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    methods = sorted(points.method.unique())
+    for model, part in points.groupby("model", sort=False):
+        colour = None
+        for method, dots in part.groupby("method"):
+            drawn = ax.scatter(dots[x], 100 * dots.primary, marker=MARKERS[methods.index(method) % len(MARKERS)],
+                               color=colour, label=f"{model} / {method}", s=36)
+            colour = drawn.get_facecolor()[0]
+    best = points[points[front]].sort_values(x)
+    ax.plot(best[x], 100 * best.primary, color="black", linewidth=0.8, linestyle="--", label="Pareto front")
+    for row in best.itertuples():
+        ax.annotate(f"{row.model} {row.label}", (getattr(row, x), 100 * row.primary), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    return Plot(name, title, f"Every variant; dashed: the Pareto front ({title.lower()}).", _png(fig))
+
+
+def _tier_bands(ax, cfg: ReportConfig) -> None:
+    t = cfg.tiers
+    bounds = [(t.negligible, 100, "negligible"), (t.acceptable, t.negligible, "acceptable"),
+              (t.concerning, t.acceptable, "concerning"), (-100, t.concerning, "unacceptable")]
+    for low, high, tier in bounds:
+        ax.axhspan(low, high, color=TIER_COLOURS[tier], alpha=0.12, linewidth=0)
+
+
+def _rect(x: float, y: float, colour: str):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()

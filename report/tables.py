@@ -1,0 +1,185 @@
+"""Report tables: the raw frame (written as CSV) and its formatted view (HTML, Markdown).
+
+Each builder picks and names the columns a reader needs and formats numbers the same way
+everywhere: accuracies in %, deltas in signed points with their interval, p-values after
+correction, sizes in GB (2^30 bytes). Missing values print as an en dash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+
+from configs.report_schema import ReportConfig
+from report.collect import size_label
+
+DASH = "–"
+
+
+@dataclass
+class Table:
+    name: str  # CSV file stem
+    title: str
+    raw: pd.DataFrame  # numbers, for CSV
+    view: pd.DataFrame  # strings, for HTML and Markdown
+    note: str = ""
+    tier_column: Optional[str] = None  # the view column whose cells are coloured by tier
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+
+
+def pct(x) -> str:
+    return DASH if _missing(x) else f"{100 * x:.1f}%"
+
+
+def pp(x) -> str:
+    return DASH if _missing(x) else f"{x:+.1f}"
+
+
+def num(x, digits: int = 2) -> str:
+    return DASH if _missing(x) else f"{x:,.{digits}f}"
+
+
+def gb(x) -> str:
+    """Sizes in GB: two decimals, or two significant digits below 0.1 (tiny models)."""
+    return DASH if _missing(x) else (f"{x:,.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}")
+
+
+def pval(x) -> str:
+    return DASH if _missing(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def text(x) -> str:
+    return DASH if _missing(x) else str(x)
+
+
+def group(x) -> str:
+    return DASH if _missing(x) else ("channel" if int(x) == -1 else str(int(x)))
+
+
+def _view(frame: pd.DataFrame, spec: list[tuple[str, Callable[[pd.Series], str]]]) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame(columns=[name for name, _ in spec])
+    return pd.DataFrame({name: [fn(row) for _, row in frame.iterrows()] for name, fn in spec})
+
+
+def col(key: str, fmt: Callable = text, *args) -> Callable[[pd.Series], str]:
+    """A view column: `fmt` applied to the row's `key` (missing keys print as a dash)."""
+    return lambda row: fmt(row.get(key), *args)
+
+
+IDENTITY = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Method", col("method")),
+            ("Bits", col("bits")), ("Group", col("group", group))]
+
+
+def _quality_spec(cfg: ReportConfig) -> list:
+    def interval(r):
+        return DASH if _missing(r.get("ci_low_pp")) else f"[{r.ci_low_pp:+.1f}, {r.ci_high_pp:+.1f}]"
+
+    def flips(r):
+        return DASH if _missing(r.get("gained")) else f"+{int(r.gained)}/−{int(r.lost)}"
+
+    return [
+        ("n", col("n", num, 0)), ("Accuracy", col("accuracy", pct)), ("Rescored", col("rescored_accuracy", pct)),
+        ("Format", col("format_compliance", pct)), ("Δ pp", col("delta_pp", pp)),
+        (f"{cfg.stats.confidence:.0%} CI", interval), ("Recovery", col("recovery", pct)), ("Flips +/−", flips),
+        ("p vs base", col("p_baseline_adj", pval)), ("p vs higher", col("p_higher_adj", pval)),
+        ("MDE pp", col("mde_pp", num, 1)), ("Δ format pp", col("delta_format_pp", pp)),
+        ("Tier", col("tier")), ("Verdict", col("verdict")),
+    ]
+
+
+def variants_table(summary: pd.DataFrame, cfg: ReportConfig) -> Table:
+    extra = [c for c in summary.columns
+             if c.startswith(("word_perplexity[", "perplexity_ratio[", "kl_divergence", "top1_agreement"))]
+    names = {"word_perplexity": "PPL", "perplexity_ratio": "PPL ratio", "kl_divergence": "KL",
+             "top1_agreement": "top-1 agree"}
+    spec = IDENTITY + _quality_spec(cfg) + [(_rename(c, names), col(c, num, 3)) for c in extra]
+    s = cfg.stats
+    return Table("variants", "Every variant, all tasks pooled", summary, _view(summary, spec), tier_column="Tier",
+                 note=f"Primary metric: {cfg.primary_metric}. p-values: McNemar (exact below {s.exact_below} "
+                      f"discordant pairs), {s.correction}-corrected per task scope; 'p vs higher' compares with the "
+                      f"next higher bit width of the same method and group. MDE: smallest paired difference "
+                      f"detectable with {s.power:.0%} power at alpha {s.alpha:g}.")
+
+
+def _rename(column: str, names: dict) -> str:
+    for old, new in names.items():
+        column = column.replace(old, new)
+    return column
+
+
+def tasks_table(quality: pd.DataFrame, cfg: ReportConfig) -> Table:
+    rows = quality[quality.scope != "all"] if not quality.empty else quality
+    spec = IDENTITY + [("Task", col("scope"))] + _quality_spec(cfg)
+    return Table("quality_by_task", "Per task", quality, _view(rows, spec), tier_column="Tier",
+                 note="The CSV also holds the pooled rows (scope = all).")
+
+
+def cliffs_table(cliffs: pd.DataFrame) -> Table:
+    def last_good(r):
+        return text(r.last_ok) if _missing(r.last_ok_bits) else f"{r.last_ok} ({pp(r.last_ok_delta_pp)})"
+
+    def cliff(r):
+        return DASH if _missing(r.cliff) else f"{r.cliff} ({pp(r.cliff_delta_pp)})"
+
+    spec = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Method", col("method")),
+            ("Group", col("group", group)), ("Last good", last_good), ("Cliff at", cliff),
+            ("Cliff size pp", col("cliff_size_pp", num, 1)), ("Why", col("reason"))]
+    return Table("cliffs", "Cliffs", cliffs, _view(cliffs, spec))
+
+
+def viability_table(thresholds: pd.DataFrame, cfg: ReportConfig) -> Table:
+    def smallest(r):
+        if _missing(r.smallest_viable_model):
+            return "not viable at the largest size tested"
+        prefix = "≤ " if r.viable_at_all_sizes else "from "
+        return f"{prefix}{size_label(r.smallest_viable_size_b)} ({r.smallest_viable_model})"
+
+    spec = [("Method", col("method")), ("Group", col("group", group)), ("Bits", col("bits")),
+            ("Sizes tested", col("sizes_tested")), ("Viable", smallest),
+            ("Not viable at", lambda r: r.not_viable or DASH)]
+    return Table("viability", "Smallest model size at which each method and bit width is viable", thresholds,
+                 _view(thresholds, spec), note=f"Viable: tier {cfg.tiers.viable} or better, at that size and every "
+                                               "larger size tested ('≤': viable at every size tested).")
+
+
+def behaviour_table(behaviour: pd.DataFrame) -> Table:
+    columns = ["correct", "wrong_answer", "no_box", "malformed_box", "max_tokens", "repetition", "empty"]
+    spec = IDENTITY + [("n", col("n"))] + [(c.replace("_", " "), col(c, pct)) for c in columns]
+    return Table("behaviour", "Output behaviour (boxed tasks)", behaviour, _view(behaviour, spec))
+
+
+def deployment_table(deploy: pd.DataFrame, cfg: ReportConfig) -> Table:
+    def pareto(r):
+        fronts = (("memory", r.get("pareto_memory")), ("speed", r.get("pareto_throughput")))
+        return ", ".join(name for name, on in fronts if on is True) or DASH
+
+    spec = IDENTITY + [
+        ("Accuracy", col("primary", pct)), ("Tier", col("tier")), ("Disk GB", col("size_on_disk_gb", gb)),
+        ("Peak GB", col("peak_memory_gb", gb)), ("Budget GB", lambda r: f"{gb(r.memory_gb)} ({r.memory_basis})"),
+        ("Device", col("device")), ("Decode tok/s", col("decode_tokens_per_s", num, 1)),
+        ("TTFT s", col("time_to_first_token_s", num, 3)), ("Latency/prompt s", col("latency_per_prompt_s", num, 3)),
+        ("$/1M tok", col("usd_per_1m_tokens", num, 4)), ("Pareto", pareto),
+    ]
+    return Table("deployment", "Cost and deployment", deploy, _view(deploy, spec), tier_column="Tier",
+                 note=f"Speed at batch size {cfg.cost.batch_size}; $/1M generated tokens at "
+                      f"${cfg.cost.usd_per_gpu_hour:g} per device hour. GB = 2^30 bytes.")
+
+
+def decision_table(decisions: pd.DataFrame, name: str, title: str) -> Table:
+    spec = [("Decision", col("decision")), ("Model", col("model")), ("Variant", col("label")),
+            ("Accuracy", col("primary", pct)), ("Δ pp", col("delta_pp", pp)), ("Tier", col("tier")),
+            ("Memory GB", col("memory_gb", gb)), ("Decode tok/s", col("decode_tokens_per_s", num, 1)),
+            ("$/1M tok", col("usd_per_1m_tokens", num, 4)), ("Rule", col("rule"))]
+    return Table(name, title, decisions, _view(decisions, spec), tier_column="Tier")
+
+
+def plain_table(frame: pd.DataFrame, name: str, title: str) -> Table:
+    return Table(name, title, frame, frame.astype(str))

@@ -1,0 +1,118 @@
+"""`python -m evaluate sweep`: a models x methods x bits matrix of independent cells.
+
+A cell is one (model, method, bits) variant (`sweep.cells`): quantize (reusing an artifact
+with the same fingerprint) then evaluate (reusing existing records). Cells pass paths,
+never models, and each writes a status file when it ends. Every model's baseline cell runs
+first, in its own phase, so variants share it (`sweep.plan`).
+
+A rerun skips cells whose status says done and whose artifact and records are still
+complete (no model is loaded), retries nothing that failed unless asked
+(`sweep.retry_failed=true` / `--retry-failed`), and runs everything else. Because
+artifacts and records are published by atomic renames, a sweep killed at any moment
+(even SIGKILL mid-write) loses only the unfinished cells' work, and concurrent cells on
+a shared filesystem never corrupt each other, without file locks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from common.storage import ensure_writable_dir, write_json_atomic
+from configs.compose import compose_dict
+from configs.sweep_schema import EvalSweepConfig
+from evaluate import store
+from report.cli import main as report_main
+from sweep.cells import Cell, cell_status
+from sweep.launchers import launch
+from sweep.plan import plan_cells
+
+log = logging.getLogger("sweep")
+
+
+def run_sweep(cfg: EvalSweepConfig) -> int:
+    """Run every unfinished cell; returns the exit code (0: all done, 1: some failed)."""
+    cells = plan_cells(cfg)
+    statuses = {cell: cell_status(cfg, cell) for cell in cells}
+    if not cfg.dry_run:
+        for setting in ("output_dir", "results_dir", "sweeps_dir"):
+            ensure_writable_dir(setting, getattr(cfg, setting))
+    if cfg.dry_run:
+        _print_plan(cfg, cells, statuses)
+        return 0
+    todo = [c for c in cells if statuses[c]["status"] == "pending" or (cfg.retry_failed and statuses[c]["status"] == "failed")]
+    reused = [c for c in cells if statuses[c]["status"] == "done"]
+    log.info("sweep %s: %d cells, %d already done, %d to run", cfg.sweep.name, len(cells), len(reused), len(todo))
+    if todo:
+        for phase in ([c for c in todo if c.is_baseline], [c for c in todo if not c.is_baseline]):
+            if phase:
+                launch(cfg, phase)
+        # Cells rebuild the table as they finish; in parallel, one that read the records
+        # before another published its own can write last, so rebuild once from all.
+        store.write_table(Path(cfg.results_dir))
+    final = {cell: cell_status(cfg, cell) for cell in cells}
+    _print_summary(cfg, cells, final, ran=set(todo))
+    if cfg.report and any(s["status"] == "done" for s in final.values()) and (todo or not _report_is_current(cfg)):
+        _build_report(cfg)
+    return 1 if any(s["status"] != "done" for s in final.values()) else 0
+
+
+def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None:
+    print(f"sweep {cfg.sweep.name}: {len(cells)} cells (launcher={cfg.launcher.name})")
+    for cell in cells:
+        status = statuses[cell]["status"]
+        print(f"  {status:<8} {_memory_estimate(cell):>9}  {cell.id}")
+
+
+def _memory_estimate(cell: Cell) -> str:
+    """Peak memory to quantize: the model in its load dtype plus ~20% working space."""
+    model = _model_config(tuple(o for o in cell.quantize_overrides if o.startswith("model")))
+    if model.params_b:
+        bytes_per_param = 4 if model.dtype == "float32" else 2
+        return f"~{model.params_b * bytes_per_param * 1.2:.1f} GB"
+    return "< 1 GB" if model.tiny_size else "unknown"
+
+
+@functools.lru_cache(maxsize=None)
+def _model_config(model_overrides: tuple[str, ...]):
+    return compose_dict("quantize", list(model_overrides)).model
+
+
+def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran: set) -> None:
+    done = [c for c in cells if statuses[c]["status"] == "done" and c in ran]
+    reused = [c for c in cells if statuses[c]["status"] == "done" and c not in ran]
+    failed = [c for c in cells if statuses[c]["status"] == "failed"]
+    pending = [c for c in cells if statuses[c]["status"] == "pending"]
+    print(f"sweep {cfg.sweep.name}: {len(done)} done, {len(reused)} reused, {len(failed)} failed, {len(pending)} pending")
+    for cell in failed:
+        print(f"  failed {cell.id}: {statuses[cell].get('reason')} (log: {statuses[cell].get('log')})")
+    if failed and not cfg.retry_failed:
+        print("  rerun with --retry-failed to retry the failed cells")
+
+
+def _report_stamp(cfg: EvalSweepConfig) -> Path:
+    return Path(cfg.results_dir) / "report" / ".built-by-sweep.json"
+
+
+def _report_is_current(cfg: EvalSweepConfig) -> bool:
+    """The sweep's last report build completed from the results table as it is now, and
+    nothing rewrote the report since (a stamp written after the whole report)."""
+    stamp, table = _report_stamp(cfg), Path(cfg.results_dir) / "table.parquet"
+    report = Path(cfg.results_dir) / "report" / "report.html"
+    try:
+        built_from = json.loads(stamp.read_text())["table_mtime_ns"]
+        return built_from == table.stat().st_mtime_ns and stamp.stat().st_mtime_ns >= report.stat().st_mtime_ns
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _build_report(cfg: EvalSweepConfig) -> Optional[int]:
+    table = Path(cfg.results_dir) / "table.parquet"
+    table_mtime = table.stat().st_mtime_ns if table.exists() else None
+    code = report_main([f"results_dir={cfg.results_dir}"])
+    if code == 0 and table_mtime is not None:
+        write_json_atomic(_report_stamp(cfg), {"table_mtime_ns": table_mtime})
+    return code
