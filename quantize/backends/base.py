@@ -11,13 +11,12 @@ A backend is one module in this package defining a `Backend` subclass decorated 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import ClassVar, Optional
 
 from configs.errors import ConfigError, choices_error
 from models.loading import load_model
+from quantize.registry import import_modules
 
 # Said where a run needs an environment that is not built, or a backend the lab does not run.
 ALTERNATIVE = "method.backend=llmcompressor (maintained, in the main environment)"
@@ -64,10 +63,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 def available_backends() -> dict[str, type[Backend]]:
     """Every registered backend, importing each module of this package once."""
-    package = importlib.import_module("quantize.backends")
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name != "base":
-            importlib.import_module(f"quantize.backends.{module.name}")
+    import_modules("quantize.backends")
     return dict(_REGISTRY)
 
 

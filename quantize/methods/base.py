@@ -20,8 +20,6 @@ Lifecycle, driven by `quantize.pipeline`:
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -30,6 +28,7 @@ from configs.errors import ConfigError, choices_error
 from configs.schema import PER_CHANNEL, QuantConfig
 from models.loading import load_model
 from quantize.backends.base import ALTERNATIVE, Backend, build_backend
+from quantize.registry import import_modules
 
 _REGISTRY: dict[str, type["QuantMethod"]] = {}
 
@@ -111,8 +110,8 @@ class QuantMethod:
     def label(self) -> str:
         """Short, human-readable id of the variant, e.g. rtn-w4a16-g128, with the backend's
         name when it is not the default (gptq-w4a16-g128-gptqmodel)."""
-        backend = self.backend.name if self.backend else None
-        return self.variant_label() + (f"-{backend}" if backend not in (None, self.backends[0]) else "")
+        other_backend = self.backend and self.backend.name != self.backends[0]
+        return self.variant_label() + (f"-{self.backend.name}" if other_backend else "")
 
     def variant_label(self) -> str:
         """The method and its settings, e.g. rtn-w4a16-g128."""
@@ -190,10 +189,7 @@ def register(cls: type[QuantMethod]) -> type[QuantMethod]:
 
 def available_methods() -> dict[str, type[QuantMethod]]:
     """Every registered method, importing each module of this package once."""
-    package = importlib.import_module("quantize.methods")
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name != "base":
-            importlib.import_module(f"quantize.methods.{module.name}")
+    import_modules("quantize.methods")
     return dict(sorted(_REGISTRY.items()))
 
 

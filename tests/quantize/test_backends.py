@@ -12,6 +12,7 @@ from configs.compose import compose
 from configs.errors import ConfigError
 from common.environments import REPO_ROOT, is_built, venv_dir
 from quantize.backends.base import available_backends
+from quantize.methods.base import build_method
 from quantize.pipeline import plan
 from tests.conftest import run_cli
 
@@ -128,3 +129,33 @@ def test_backend_message_from_the_cli_exits_2_without_traceback(model_dir, metho
 def test_every_backend_environment_has_a_requirements_file():
     for backend in available_backends().values():
         assert (REPO_ROOT / "requirements" / f"{backend.environment}.txt").is_file(), backend
+
+
+@pytest.mark.parametrize("overrides, label, environment, artifact_format, loader", [
+    (["method=none"], "none-float32", "main", "dense", "transformers"),
+    (["method=rtn"], "rtn-w4a16-g128", "main", "compressed-tensors", "transformers"),
+    (["method=gptq", "method.actorder=none", "quant.bits=3"], "gptq-w3a16-g128-aonone", "main", "compressed-tensors",
+     "transformers"),
+    (["method=gptq", "method.backend=gptqmodel"], "gptq-w4a16-g128-gptqmodel", "gptqmodel", "gptq", "gptqmodel"),
+    (["method=awq"], "awq-w4a16-g128-asym", "main", "compressed-tensors", "transformers"),
+    (["method=awq", "method.backend=gptqmodel", "model.dtype=bfloat16"], "awq-w4a16-g128-asym-gptqmodel", "gptqmodel",
+     "awq-gemm", "gptqmodel"),
+    (["method=awq", "method.backend=autoawq", "model.dtype=float16"], "awq-w4a16-g128-asym-autoawq", "legacy", "awq-gemm",
+     "gptqmodel"),
+    (["method=smoothquant"], "smoothquant-w8a8-a0.8", "main", "compressed-tensors", "transformers"),
+    (["method=autoround"], "autoround-w4a16-g128-i200", "main", "compressed-tensors", "transformers"),
+    (["method=hqq"], "hqq-w4a16-g64-ax1", "main", "hqq", "hqq"),
+    (["method=bnb_nf4"], "bnb_nf4-dq-bfloat16", "main", "bitsandbytes", "transformers"),
+    (["method=bnb_int8"], "bnb_int8-t6", "main", "bitsandbytes", "transformers"),
+])
+def test_each_method_and_backend_names_its_artifact_and_says_where_it_runs(overrides, label, environment,
+                                                                            artifact_format, loader):
+    """The label names artifact folders and the description goes into fingerprints: both
+    as they were before methods held backend objects, so existing artifacts are reused."""
+    job = compose("quantize", ["model=tiny-s", *overrides])
+    method = build_method(job.method, job.quant, job.model.dtype)
+    described = method.describe()
+    assert method.label() == label
+    assert (described["environment"], described["artifact_format"], described["loader"]) == (environment, artifact_format,
+                                                                                            loader)
+    assert ("load_environment" in described) == (overrides[-1:] == ["model.dtype=float16"])  # AutoAWQ's: made in legacy
