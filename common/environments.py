@@ -38,10 +38,11 @@ def running_environment() -> str:
     """The lab environment this interpreter belongs to: `.venv-<name>` of this checkout for
     an environment scripts/setup.sh builds (requirements/<name>.txt), else main (also an
     interpreter outside the lab's venvs, and e.g. scripts/gpu_check.sh's .venv-cuda)."""
-    prefix = Path(sys.prefix).resolve()
+    prefix = Path(sys.prefix)  # as started: a .venv-<name> linked into a checkout counts for that checkout
     name = prefix.name.removeprefix(".venv-")
     defined = (REPO_ROOT / "requirements" / f"{name}.txt").is_file()
-    if prefix.parent == REPO_ROOT.resolve() and name != prefix.name and defined:
+    in_checkout = prefix.parent.resolve() == REPO_ROOT.resolve()
+    if in_checkout and name != prefix.name and defined:
         return name
     return "main"
 
