@@ -102,7 +102,7 @@ def tensors(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def lab(environments, tmp_path_factory, tiny_family):
+def lab(backend_pythons, tmp_path_factory, tiny_family):
     root = tmp_path_factory.mktemp("autoawq")
     baseline = quantize(root / "artifacts", "method=none", "model.dtype=float16")[0]
     awq, run = quantize(root / "artifacts", *AUTOAWQ, "quant.group_size=32")
