@@ -45,23 +45,24 @@ class TierConfig:
 
 @dataclass
 class StatsConfig:
-    """Paired statistics of a variant against its baseline and its next higher bit width."""
+    """Paired statistics of a variant against its baseline, its next higher bit width and
+    the other methods at its bit width (see report/stats.py and docs/verdicts.md)."""
 
-    confidence: float = 0.95  # of the paired bootstrap interval of the delta
-    bootstrap_resamples: int = 10000
-    seed: int = 0
-    alpha: float = 0.05  # significance level (after correction) and of the MDE
-    power: float = 0.80  # of the minimum detectable effect
-    correction: str = "holm"  # statsmodels multipletests method, per task; none: raw p-values
+    alpha: float = 0.05  # significance level (after correction); intervals are at 1 - alpha
+    power: float = 0.80  # of the minimum detectable effect and of the pairs that would decide a tier
+    correction: str = "holm"  # statsmodels multipletests method, per scope (task or pooled); none: raw p-values
     exact_below: int = 25  # McNemar is the exact binomial test below this many discordant pairs
 
+    @property
+    def confidence(self) -> float:
+        """Of every interval: the dual of a two-sided test at alpha."""
+        return 1 - self.alpha
+
     def validate(self) -> None:
-        for name in ("confidence", "alpha", "power"):
+        for name in ("alpha", "power"):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ConfigError(f"stats.{name}={value} must be between 0 and 1")
-        if self.bootstrap_resamples < 100:
-            raise ConfigError(f"stats.bootstrap_resamples={self.bootstrap_resamples} must be >= 100")
         if self.correction not in CORRECTIONS:
             raise choices_error("stats.correction", self.correction, CORRECTIONS)
         if self.exact_below < 0:

@@ -115,8 +115,7 @@ def _comparer(cfg: ReportConfig):
     s = cfg.stats
 
     def compare(reference, variant):
-        return stats.compare(reference, variant, confidence=s.confidence, resamples=s.bootstrap_resamples,
-                             seed=s.seed, alpha=s.alpha, power=s.power, exact_below=s.exact_below)
+        return stats.compare(reference, variant, alpha=s.alpha, power=s.power, exact_below=s.exact_below)
 
     return compare
 
