@@ -9,6 +9,7 @@ that turn numbers into verdicts are in docs/verdicts.md:
     floors.py      the floor check per model and task; the pipeline shapes only the store shows
     quality.py     the quality tables (per task and pooled) and output behaviour
     tiers.py       tiers with their intervals (judge: tier and verdict), cliffs, viability thresholds
+    methods.py     method against method at the same bits and group; the best method there
     decisions.py   cost, Pareto fronts, decision matrix per memory budget and scenario (ties inside the CI)
     gate.py        the CI gate (gate.min_recovery, gate.fail_on_suspect)
     provenance.py  versions, hardware, git, calibration, sample counts; warnings and suspects

@@ -1,7 +1,8 @@
 """The report recipe: results store -> tables -> plots -> HTML, Markdown, CSV (+ the gate).
 
 Fixed phases, top-down: collect the records, check every task's floor, compare every
-variant with its baseline and its next higher bit width, turn the evidence into tiers, cliffs and the viability map, price the variants,
+variant with its baseline, its next higher bit width and the other methods at its bit
+width, turn the evidence into tiers, cliffs and the viability map, price the variants,
 then write. The pipeline's suspects (a record's own gate, a baseline at its floor with
 well-formed answers, a model all at the floor) go to the warnings and the gate, and the
 key findings are computed again without their records. No model is loaded at any point.
@@ -17,7 +18,7 @@ import pandas as pd
 
 from configs.errors import ConfigError
 from configs.report_schema import ReportConfig
-from report import decisions, floors, gate, plots, provenance, quality, tables, tiers
+from report import decisions, floors, gate, methods, plots, provenance, quality, tables, tiers
 from report.collect import Collection, collect
 from report.findings import findings
 from report.render import Content, Section, write_csv, write_html, write_markdown
@@ -47,6 +48,8 @@ class Analysis:
     deploy: pd.DataFrame
     budgets: pd.DataFrame
     scenarios: pd.DataFrame
+    method_pairs: pd.DataFrame
+    best_methods: pd.DataFrame
     suspects: list[provenance.Suspect] = field(default_factory=list)
     gate: gate.GateResult = field(default_factory=lambda: gate.GateResult(enabled=False))
     trusted: Optional["Analysis"] = None  # the same without the suspect records: what the key findings state
@@ -73,16 +76,18 @@ def _tables(collection: Collection, cfg: ReportConfig) -> Analysis:
     checks = floors.floor_checks(collection, cfg)
     by_task = quality.quality_rows(collection, cfg, checks)
     if by_task.empty:
-        return Analysis(collection, checks, *[pd.DataFrame()] * 8)
+        return Analysis(collection, checks, *[pd.DataFrame()] * 10)
     summary = quality.variant_summary(by_task, collection, cfg)
     book = {key: collection.scores_by_sample(key, cfg.primary_metric) for key in collection.variants}
     deploy = decisions.deployment_rows(summary, {k: e.record.get("speed") for k, e in collection.speed.items()},
                                        cfg, book)
+    pairs = methods.method_pairs(collection, checks, cfg)
     return Analysis(
         collection=collection, floors=checks, by_task=by_task, summary=summary,
         behaviour=quality.behaviour_rows(collection), cliffs=tiers.cliffs(summary, cfg),
         thresholds=tiers.viability_thresholds(summary, cfg.tiers.viable), deploy=deploy,
         budgets=decisions.budget_matrix(deploy, cfg, book), scenarios=decisions.scenarios(deploy, cfg, book),
+        method_pairs=pairs, best_methods=methods.best_methods(pairs, cfg),
     )
 
 
@@ -121,6 +126,9 @@ def _sections(cfg: ReportConfig, a: Analysis, *, draw: bool) -> list[Section]:
         Section("quality", "Quality against the baseline", "", drawn(lambda: plots.delta_curves(a.by_task, cfg)),
                 [tables.variants_table(a.summary, cfg), tables.tasks_table(a.by_task, cfg),
                  tables.floors_table(a.floors, cfg)]),
+        Section("methods", "Methods against each other", "At the same model, bits and group: does one method keep "
+                "more than another?", [], [tables.best_methods_table(a.best_methods),
+                                           tables.method_pairs_table(a.method_pairs, cfg)]),
         Section("behaviour", "Output behaviour", "How answers fail: wrong, unboxed, malformed, runaway or repetitive.",
                 drawn(lambda: plots.behaviour_bars(a.behaviour)), [tables.behaviour_table(a.behaviour)]),
         Section("cost", "Cost and deployment", "",

@@ -1,7 +1,7 @@
 """The report's opening bullets, written from the tables (never by hand): what was
 compared, how the tiers fall (inconclusive and at-floor included), where each method
-stops being viable, where the cliffs are, which verdicts wait for more samples, and what
-to deploy. They are computed without the records a
+stops being viable, where the cliffs are, which verdicts wait for more samples, which
+method wins at a bit width, and what to deploy. They are computed without the records a
 suspect pipeline put in doubt, and say how many those are."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pandas as pd
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig
 from report.collect import size_label
+from report.methods import NO_DIFFERENCE
 from report.tables import gb
 from report.tables import group as group_text
 
@@ -42,6 +43,7 @@ def findings(analysis, cfg: ReportConfig) -> list[str]:
     lines += _viability(a.thresholds)
     lines += _cliffs(a.cliffs)
     lines += _resolution(quantized, cfg)
+    lines += _methods(a.best_methods)
     lines += _decisions(a.scenarios)
     return lines
 
@@ -114,6 +116,22 @@ def _cliffs(cliffs: pd.DataFrame) -> list[str]:
              for r in found.head(MAX_ITEMS).itertuples()]
     more = f", and {len(found) - MAX_ITEMS} more" if len(found) > MAX_ITEMS else ""
     return [f"Cliffs ({len(found)} of {len(cliffs)} series): " + "; ".join(items) + more + "."]
+
+
+def _methods(best: pd.DataFrame) -> list[str]:
+    if best.empty:
+        return []
+    decided = []
+    for row in best.itertuples():
+        wins = [f"{name} {getattr(row, column)}" for column, name in
+                (("accuracy", "accuracy:"), ("format", "format:"), ("changed", "closest to the baseline:"))
+                if getattr(row, column) != NO_DIFFERENCE]
+        if wins:
+            decided.append(f"{row.model} w{row.bits} ({'; '.join(wins)})")
+    line = f"Method against method at the same bits and group: {len(best)} compared"
+    if not decided:
+        return [line + f", {NO_DIFFERENCE} in any."]
+    return [line + f", {len(best) - len(decided)} with {NO_DIFFERENCE}; " + "; ".join(decided[:MAX_ITEMS]) + "."]
 
 
 def _decisions(scenarios: pd.DataFrame) -> list[str]:

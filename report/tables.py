@@ -167,6 +167,39 @@ def floors_table(floors: dict, cfg: ReportConfig) -> Table:
                       "'at floor': changed generations, flips, KL and top-1 agreement speak there.")
 
 
+def method_pairs_table(pairs: pd.DataFrame, cfg: ReportConfig) -> Table:
+    def side(metric: str, fmt=pct):
+        return lambda r: f"{fmt(r.get(f'{metric}_a'))} / {fmt(r.get(f'{metric}_b'))}"
+
+    ci = f"{cfg.stats.confidence:.0%} CI"
+    spec = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Bits", col("bits")),
+            ("Group", col("group", group)), ("A", col("label_a")), ("B", col("label_b")),
+            ("Accuracy A / B", side("accuracy")),
+            (f"Δ acc pp [{ci}]", with_interval("accuracy_delta_pp", "accuracy_ci_low_pp", "accuracy_ci_high_pp")),
+            ("p acc", col("p_accuracy_adj", pval)), ("Format A / B", side("format")),
+            (f"Δ format pp [{ci}]", with_interval("format_delta_pp", "format_ci_low_pp", "format_ci_high_pp")),
+            ("p format", col("p_format_adj", pval)), ("Changed A / B", side("changed")),
+            (f"Δ changed pp [{ci}]", with_interval("changed_delta_pp", "changed_ci_low_pp", "changed_ci_high_pp")),
+            ("p changed", col("p_changed_adj", pval)), ("KL A / B", side("kl", lambda x: num(x, 4))),
+            ("Verdict", col("verdict"))]
+    return Table("method_pairs", "Method against method (B − A, paired)", pairs, _view(pairs, spec),
+                 note=f"Same model, bits and group; accuracy and format over the tasks above the floor, changed "
+                      f"generations (differs from the baseline's text) over every task. McNemar p-values, "
+                      f"{cfg.stats.correction}-corrected over the whole table; the verdict follows them (the intervals "
+                      "are not adjusted, and with few discordant pairs one can exclude 0 where the exact test does "
+                      "not reject). KL is an aggregate per variant (the records keep no per-prompt values), shown but "
+                      "not tested.")
+
+
+def best_methods_table(best: pd.DataFrame) -> Table:
+    spec = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Bits", col("bits")),
+            ("Group", col("group", group)), ("Methods", col("methods")), ("Best on accuracy", col("accuracy")),
+            ("Best on format", col("format")), ("Closest to the baseline", col("changed"))]
+    return Table("best_methods", "Best method at this bit width", best, _view(best, spec),
+                 note="The method significantly better than every other method at the same model, bits and group; "
+                      "'no difference detected' where no pair differs after correction.")
+
+
 def cliffs_table(cliffs: pd.DataFrame) -> Table:
     def last_good(r):
         return text(r.last_ok) if _missing(r.last_ok_bits) else f"{r.last_ok} ({pp(r.last_ok_delta_pp)})"

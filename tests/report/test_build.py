@@ -27,7 +27,7 @@ def test_every_output_is_written(sweep_report):
     assert sweep_report.html.is_file() and sweep_report.markdown.is_file()
     assert {p.stem for p in sweep_report.plots} == PLOTS
     assert all(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in sweep_report.plots)
-    assert {"variants", "quality_by_task", "floors", "cliffs", "viability",
+    assert {"variants", "quality_by_task", "floors", "best_methods", "method_pairs", "cliffs", "viability",
             "behaviour", "deployment", "decisions_budget", "decisions_scenario", "warnings",
             "provenance_versions"} <= set(sweep_report.tables)
     assert sweep_report.gate.enabled is False
