@@ -125,6 +125,8 @@ def judge(evidence: list[Evidence], cfg: ReportConfig, family_size: int) -> Judg
 def _possible(e: Evidence, t: TierConfig, alpha: float) -> tuple[int, int]:
     """The best and worst tier (ranks) the evidence of one delta allows."""
     spanned = bands_spanned(e.comparison.ci_low_pp, e.comparison.ci_high_pp, t)
+    if not spanned:  # no interval (a single non-binary pair): any tier is possible
+        return 0, len(TIERS) - 1
     best, worst = tier_rank(spanned[0]), tier_rank(spanned[-1])
     if best > 0 and not e.p_change < alpha:
         best = 0  # a loss tier asserts a loss: without a significant loss, no loss is shown either
@@ -156,7 +158,9 @@ def _verdict(tier: str, decided: Evidence, evidence: list[Evidence], cfg: Report
                 else f"{-band.high:g} to {-band.low:g} pp")
         return f"{tier}: a significant {decided.metric} loss of {size} {decided.interval()}"
     spanned = bands_spanned(decided.comparison.ci_low_pp, decided.comparison.ci_high_pp, t)
-    if len(spanned) > 1:
+    if not spanned:
+        why = f"{decided.metric} has no interval (n={decided.comparison.n})"
+    elif len(spanned) > 1:
         why = f"{decided.metric} {decided.interval()} spans {spanned[0]} to {spanned[-1]}"
     else:
         why = (f"{decided.metric} {decided.interval()} lies in {spanned[0]}, but the loss is not significant after "

@@ -133,6 +133,12 @@ def test_no_sample_size_decides_an_estimate_on_a_boundary():
     assert "no sample size decides it" in judged.verdict
 
 
+def test_a_delta_without_an_interval_decides_nothing():
+    single = stats.compare([0.2], [0.7])  # one non-binary pair: no t interval
+    judged = tiers.judge([tiers.Evidence("accuracy", single, single.p_value)], CFG, family_size=1)
+    assert judged.tier == INCONCLUSIVE and judged.verdict.startswith("inconclusive: accuracy has no interval (n=1)")
+
+
 def test_worst_of_prefers_unacceptable_then_inconclusive():
     assert tiers.worst([("negligible", 1), ("concerning", 2)]) == ("concerning", 2)
     assert tiers.worst([("concerning", 1), (INCONCLUSIVE, 2)]) == (INCONCLUSIVE, 2)
