@@ -9,11 +9,13 @@ baseline (method=none), so they are <= 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from configs.errors import ConfigError, choices_error
 
 TIERS = ("negligible", "acceptable", "concerning", "unacceptable")  # best to worst
+INCONCLUSIVE = "inconclusive"  # the interval does not fit one tier
+AT_FLOOR = "at floor"  # the baseline cannot show a drop on this task: left out of the tiers
 PRIMARY_METRICS = ("accuracy", "rescored_accuracy")
 TIER_SCOPES = ("pooled", "worst_task")
 CORRECTIONS = ("holm", "bonferroni", "holm-sidak", "sidak", "simes-hochberg", "hommel", "fdr_bh", "fdr_by", "none")
@@ -23,7 +25,9 @@ MEMORY_BASES = ("auto", "peak", "disk")
 
 @dataclass
 class TierConfig:
-    """Quality tiers on the worse of the accuracy and format-compliance deltas (points)."""
+    """Quality tiers on the worse of the accuracy and format-compliance deltas (points). A
+    tier is stated only where each delta's interval lies in a band (after the correction);
+    otherwise the variant is "inconclusive" (docs/verdicts.md)."""
 
     negligible: float = -3.0  # delta >= this: negligible
     acceptable: float = -5.0  # delta >= this: acceptable
@@ -45,27 +49,52 @@ class TierConfig:
 
 @dataclass
 class StatsConfig:
-    """Paired statistics of a variant against its baseline and its next higher bit width."""
+    """Paired statistics of a variant against its baseline, its next higher bit width and
+    the other methods at its bit width (see report/stats.py and docs/verdicts.md)."""
 
-    confidence: float = 0.95  # of the paired bootstrap interval of the delta
-    bootstrap_resamples: int = 10000
-    seed: int = 0
-    alpha: float = 0.05  # significance level (after correction) and of the MDE
-    power: float = 0.80  # of the minimum detectable effect
-    correction: str = "holm"  # statsmodels multipletests method, per task; none: raw p-values
+    alpha: float = 0.05  # significance level (after correction); intervals are at 1 - alpha
+    power: float = 0.80  # of the minimum detectable effect and of the pairs that would decide a tier
+    correction: str = "holm"  # statsmodels multipletests method, per scope (task or pooled); none: raw p-values
     exact_below: int = 25  # McNemar is the exact binomial test below this many discordant pairs
 
+    @property
+    def confidence(self) -> float:
+        """Of every interval: the dual of a two-sided test at alpha."""
+        return 1 - self.alpha
+
     def validate(self) -> None:
-        for name in ("confidence", "alpha", "power"):
+        for name in ("alpha", "power"):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ConfigError(f"stats.{name}={value} must be between 0 and 1")
-        if self.bootstrap_resamples < 100:
-            raise ConfigError(f"stats.bootstrap_resamples={self.bootstrap_resamples} must be >= 100")
         if self.correction not in CORRECTIONS:
             raise choices_error("stats.correction", self.correction, CORRECTIONS)
         if self.exact_below < 0:
             raise ConfigError(f"stats.exact_below={self.exact_below} must be >= 0")
+
+
+@dataclass
+class FloorConfig:
+    """The floor check: a task enters a model's tiers only when the baseline is significantly
+    above the task's floor (chance for multiple choice, zero for generation) by the
+    concerning threshold (by default 10 pp, so that a drop into unacceptable can show)."""
+
+    # task -> chance accuracy, where the samples do not tell (+floor.chance.<task>=0.25)
+    chance: Dict[str, float] = field(default_factory=dict)
+    unknown_choices: int = 2  # multiple choice with an unknown number of choices: assume this many (cautious)
+    within_pp: float = 1.0  # the gate: "at the floor" = not significantly above floor + this
+    well_formed: float = 0.8  # the gate: a baseline at the floor with this format compliance is suspect
+
+    def validate(self) -> None:
+        for task, chance in self.chance.items():
+            if not 0 <= chance < 1:
+                raise ConfigError(f"floor.chance.{task}={chance} must be a probability in [0, 1)")
+        if self.unknown_choices < 2:
+            raise ConfigError(f"floor.unknown_choices={self.unknown_choices} must be >= 2")
+        if self.within_pp < 0:
+            raise ConfigError(f"floor.within_pp={self.within_pp} must be >= 0 (points above the floor)")
+        if not 0 <= self.well_formed <= 1:
+            raise ConfigError(f"floor.well_formed={self.well_formed} must be between 0 and 1")
 
 
 @dataclass
@@ -151,6 +180,7 @@ class ReportConfig:
     formats: List[str] = field(default_factory=lambda: list(FORMATS))
     tiers: TierConfig = field(default_factory=TierConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    floor: FloorConfig = field(default_factory=FloorConfig)
     cliff: CliffConfig = field(default_factory=CliffConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     decisions: DecisionConfig = field(default_factory=DecisionConfig)
@@ -162,5 +192,5 @@ class ReportConfig:
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise choices_error("formats", fmt, FORMATS)
-        for part in (self.tiers, self.stats, self.cliff, self.cost, self.decisions, self.gate):
+        for part in (self.tiers, self.stats, self.floor, self.cliff, self.cost, self.decisions, self.gate):
             part.validate()

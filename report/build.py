@@ -1,8 +1,11 @@
 """The report recipe: results store -> tables -> plots -> HTML, Markdown, CSV (+ the gate).
 
-Fixed phases, top-down: collect the records, compare every variant with its baseline
-and its next higher bit width, turn deltas into tiers, cliffs and the viability map,
-price the variants, then write. No model is loaded at any point.
+Fixed phases, top-down: collect the records, check every task's floor, compare every
+variant with its baseline, its next higher bit width and the other methods at its bit
+width, turn the evidence into tiers, cliffs and the viability map, price the variants,
+then write. The pipeline's suspects (a record's own gate, a baseline at its floor with
+well-formed answers, a model all at the floor) go to the warnings and the gate, and the
+key findings are computed again without their records. No model is loaded at any point.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pandas as pd
 
 from configs.errors import ConfigError
 from configs.report_schema import ReportConfig
-from report import decisions, gate, plots, provenance, quality, tables, tiers
+from report import decisions, floors, gate, methods, plots, provenance, quality, tables, tiers
 from report.collect import Collection, collect
 from report.findings import findings
 from report.render import Content, Section, write_csv, write_html, write_markdown
@@ -36,6 +39,7 @@ class Analysis:
     """Every table of the report, before formatting (see the modules for each)."""
 
     collection: Collection
+    floors: dict  # (model, task) -> floors.FloorCheck
     by_task: pd.DataFrame  # quality per variant and scope (tasks and "all")
     summary: pd.DataFrame  # one row per variant, its verdict
     behaviour: pd.DataFrame
@@ -44,25 +48,46 @@ class Analysis:
     deploy: pd.DataFrame
     budgets: pd.DataFrame
     scenarios: pd.DataFrame
-    suspects: list[str]
-    gate: gate.GateResult
+    method_pairs: pd.DataFrame
+    best_methods: pd.DataFrame
+    suspects: list[provenance.Suspect] = field(default_factory=list)
+    gate: gate.GateResult = field(default_factory=lambda: gate.GateResult(enabled=False))
+    trusted: Optional["Analysis"] = None  # the same without the suspect records: what the key findings state
+    left_out: int = 0  # suspect records the trusted analysis leaves out
 
 
 def analyse(cfg: ReportConfig) -> Analysis:
     cfg.validate()
     collection = collect(cfg)
-    by_task = quality.quality_rows(collection, cfg)
-    if by_task.empty:
+    a = _tables(collection, cfg)
+    if a.by_task.empty:
         raise ConfigError(f"no accuracy records with samples in {cfg.results_dir} (after filters); "
                           "evaluate some tasks with python -m evaluate run first")
+    a.suspects = provenance.record_suspects(collection) + floors.suspects(collection, a.floors, cfg)
+    a.gate = gate.check(a.by_task, [s.line for s in a.suspects], cfg.gate)
+    doubtful = set().union(*(s.records for s in a.suspects))
+    a.left_out = len(doubtful & set(collection.quality))
+    trusted = collection.without(doubtful) if doubtful else collection
+    a.trusted = a if not doubtful else (_tables(trusted, cfg) if trusted.quality else None)
+    return a
+
+
+def _tables(collection: Collection, cfg: ReportConfig) -> Analysis:
+    checks = floors.floor_checks(collection, cfg)
+    by_task = quality.quality_rows(collection, cfg, checks)
+    if by_task.empty:
+        return Analysis(collection, checks, *[pd.DataFrame()] * 10)
     summary = quality.variant_summary(by_task, collection, cfg)
-    deploy = decisions.deployment_rows(summary, {k: e.record.get("speed") for k, e in collection.speed.items()}, cfg)
-    suspects = provenance.suspects(collection)
+    book = {key: collection.scores_by_sample(key, cfg.primary_metric) for key in collection.variants}
+    deploy = decisions.deployment_rows(summary, {k: e.record.get("speed") for k, e in collection.speed.items()},
+                                       cfg, book)
+    pairs = methods.method_pairs(collection, checks, cfg)
     return Analysis(
-        collection=collection, by_task=by_task, summary=summary, behaviour=quality.behaviour_rows(collection),
-        cliffs=tiers.cliffs(summary, cfg), thresholds=tiers.viability_thresholds(summary, cfg.tiers.viable),
-        deploy=deploy, budgets=decisions.budget_matrix(deploy, cfg), scenarios=decisions.scenarios(deploy, cfg),
-        suspects=suspects, gate=gate.check(by_task, suspects, cfg.gate),
+        collection=collection, floors=checks, by_task=by_task, summary=summary,
+        behaviour=quality.behaviour_rows(collection), cliffs=tiers.cliffs(summary, cfg),
+        thresholds=tiers.viability_thresholds(summary, cfg.tiers.viable), deploy=deploy,
+        budgets=decisions.budget_matrix(deploy, cfg, book), scenarios=decisions.scenarios(deploy, cfg, book),
+        method_pairs=pairs, best_methods=methods.best_methods(pairs, cfg),
     )
 
 
@@ -70,7 +95,7 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     a = analyse(cfg)
     content = Content(
         title=cfg.title,
-        findings=findings(a.summary, a.by_task, a.cliffs, a.thresholds, a.scenarios, cfg),
+        findings=findings(a, cfg),
         warnings=tables.plain_table(provenance.warnings_table(a.collection, a.suspects), "warnings", "Warnings"),
         gate=a.gate.message(),
         gate_passed=a.gate.passed,
@@ -99,7 +124,11 @@ def _sections(cfg: ReportConfig, a: Analysis, *, draw: bool) -> list[Section]:
                 drawn(lambda: plots.viability_map(a.summary, cfg)),
                 [tables.viability_table(a.thresholds, cfg), tables.cliffs_table(a.cliffs)]),
         Section("quality", "Quality against the baseline", "", drawn(lambda: plots.delta_curves(a.by_task, cfg)),
-                [tables.variants_table(a.summary, cfg), tables.tasks_table(a.by_task, cfg)]),
+                [tables.variants_table(a.summary, cfg), tables.tasks_table(a.by_task, cfg),
+                 tables.floors_table(a.floors, cfg)]),
+        Section("methods", "Methods against each other", "At the same model, bits and group: does one method keep "
+                "more than another?", [], [tables.best_methods_table(a.best_methods),
+                                           tables.method_pairs_table(a.method_pairs, cfg)]),
         Section("behaviour", "Output behaviour", "How answers fail: wrong, unboxed, malformed, runaway or repetitive.",
                 drawn(lambda: plots.behaviour_bars(a.behaviour)), [tables.behaviour_table(a.behaviour)]),
         Section("cost", "Cost and deployment", "",

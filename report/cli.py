@@ -25,7 +25,7 @@ common settings:
   results_dir=lab/results  output_dir=<results_dir>/report  primary_metric=accuracy|rescored_accuracy
   models=[tiny-s,tiny-m]  methods=[rtn,gptq]  tasks=[gsm8k_boxed]        filters (baselines always kept)
   tiers.negligible=-3 tiers.acceptable=-5 tiers.concerning=-10  tiers.viable=acceptable
-  stats.correction=holm  stats.bootstrap_resamples=10000  cliff.tier_drop=2
+  stats.correction=holm  stats.alpha=0.05  +floor.chance.<task>=0.25  cliff.tier_drop=2
   cost.usd_per_gpu_hour=2.0  decisions.memory_budgets_gb=[4,8,16,24,80]
   gate.min_recovery=0.95  gate.per_task=true  gate.fail_on_suspect=true   exit 1 under the threshold
   --cfg    print the composed config and exit

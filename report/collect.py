@@ -101,6 +101,25 @@ class Collection:
                 out[doc] = float(value)
         return out
 
+    def without(self, records: set) -> "Collection":
+        """The same collection less some (variant key, task) quality records."""
+        kept = {slot: entry for slot, entry in self.quality.items() if slot not in records}
+        return Collection(self.variants, kept, self.perplexity, self.speed, self.kl, self.notes, self._samples)
+
+    def scores_by_sample(self, key: str, metric: str) -> dict:
+        """(task, doc_id) -> per-sample score over every task of the variant."""
+        return {(task, doc): value for k, task in self.quality if k == key
+                for doc, value in self.scores(key, task, metric).items()}
+
+    def kept(self, reference: str, variant: str, task: str) -> dict:
+        """doc_id -> 1.0 where the variant generated exactly the reference's text, else 0.0
+        (samples with a generation in both records; none for loglikelihood tasks)."""
+        if (reference, task) not in self.quality or (variant, task) not in self.quality:
+            return {}
+        a, b = self.samples(reference, task), self.samples(variant, task)
+        return {doc: float(a[doc]["generation"] == b[doc]["generation"]) for doc in a.keys() & b.keys()
+                if "generation" in a[doc] and "generation" in b[doc]}
+
     def paired(self, reference: str, variant: str, tasks: list[str], metric: str) -> tuple[np.ndarray, np.ndarray]:
         """Scores of the samples both variants answered, over `tasks` (pooled when several)."""
         ref, var = [], []

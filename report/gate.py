@@ -1,8 +1,11 @@
 """The CI gate: `python -m evaluate report gate.min_recovery=0.95` exits 1 and names
 every variant whose recovery (variant accuracy / baseline accuracy, on the primary
-metric) is under the threshold: pooled over tasks, or per task with `gate.per_task=true`.
-With `gate.fail_on_suspect=true` a baseline-gate warning (suspect pipeline) fails too.
-A gate with nothing to judge fails: an empty store must not pass CI.
+metric) is under the threshold: pooled over the tasks above the model's floor, or per
+task with `gate.per_task=true` (tasks at the floor cannot show a loss and are not
+judged). With `gate.fail_on_suspect=true` a suspect pipeline fails too: a record's own
+baseline gate, a baseline at its floor with well-formed answers, a model whose variants
+are all at the floor. A gate with nothing to judge fails: an empty store, or one where
+every task sits at the floor, must not pass CI.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from configs.report_schema import GateConfig
+from configs.report_schema import AT_FLOOR, GateConfig
 from report.quality import POOLED
 
 
@@ -39,6 +42,7 @@ def check(quality: pd.DataFrame, suspects: list[str], gate: GateConfig) -> GateR
         rows = quality.iloc[0:0] if quality.empty else quality[~quality.is_baseline.astype(bool)]
         if not rows.empty:
             rows = rows[rows.scope != POOLED] if gate.per_task else rows[rows.scope == POOLED]
+            rows = rows[rows.tier != AT_FLOOR]
         for row in rows.itertuples():
             recovery = row.recovery
             if recovery is None or math.isnan(recovery):
@@ -49,7 +53,8 @@ def check(quality: pd.DataFrame, suspects: list[str], gate: GateConfig) -> GateR
                 result.failures.append(f"{row.model} {row.label}{where}: recovery {recovery:.1%} < "
                                        f"{gate.min_recovery:.1%} (delta {row.delta_pp:+.1f} pp, n={row.n_paired:.0f})")
         if result.checked == 0:
-            result.failures.append("no variant with a baseline to check (is the store empty or filtered away?)")
+            result.failures.append("no variant with a baseline to check (is the store empty or filtered away, "
+                                   "or is every task at the floor?)")
     if gate.fail_on_suspect:
         result.checked += 1
         result.failures += [f"suspect pipeline: {line}" for line in suspects]

@@ -17,12 +17,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from configs.report_schema import TIERS, ReportConfig
+from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig
 from report.collect import size_label
 from report.tables import group as group_text
 
 TIER_COLOURS = {"negligible": "#1a9850", "acceptable": "#a6d96a", "concerning": "#fdae61",
-                "unacceptable": "#d73027", None: "#e6e6e6"}
+                "unacceptable": "#d73027", INCONCLUSIVE: "#c2a5cf", AT_FLOOR: "#92c5de", None: "#e6e6e6"}
 BEHAVIOUR_COLOURS = {"correct": "#1a9850", "wrong_answer": "#fdae61", "no_box": "#9e9e9e", "malformed_box": "#7b3294",
                      "max_tokens": "#2166ac", "repetition": "#d73027", "empty": "#000000"}
 BEHAVIOUR_NAMES = {"correct": "correct", "wrong_answer": "wrong", "no_box": "no box", "malformed_box": "malformed",
@@ -54,23 +54,36 @@ def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
             which = summary.is_baseline if column == "baseline" else summary.label == column
             cell = summary[(summary.model == model) & which]
             tier = cell.tier.iloc[0] if len(cell) else None
-            ax.add_patch(_rect(j, i, TIER_COLOURS.get(tier, TIER_COLOURS[None])))
-            if len(cell) and not cell.is_baseline.iloc[0] and not math.isnan(cell.tier_delta_pp.iloc[0]):
-                mark = "*" if bool(cell.significant.iloc[0]) else ""
-                ax.text(j, i, f"{cell.tier_delta_pp.iloc[0]:+.1f}{mark}", ha="center", va="center", fontsize=8)
-            elif len(cell) and cell.is_baseline.iloc[0]:
-                ax.text(j, i, f"{100 * cell.primary.iloc[0]:.1f}%", ha="center", va="center", fontsize=8)
+            ax.add_patch(_rect(j, i, TIER_COLOURS.get(tier, TIER_COLOURS[None]), hatch=tier == INCONCLUSIVE))
+            if len(cell):
+                ax.text(j, i, _cell_text(cell.iloc[0]), ha="center", va="center", fontsize=7)
     ax.set_xlim(-0.5, len(columns) - 0.5)
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
     names = [f"{m} ({size_label(s)})" for m, s in zip(models.model, models.size_b, strict=True)]
     ax.set_yticks(range(len(models)), names, fontsize=8)
-    ax.set_title("Viability map: delta vs baseline (pp, worse of accuracy and format); * significant", fontsize=9)
-    handles = [Patch(color=TIER_COLOURS[t], label=t) for t in (*TIERS, None)]
+    ax.set_title("Viability map: the delta that sets the tier (pp) and its interval; * significant loss", fontsize=9)
+    handles = [Patch(facecolor=TIER_COLOURS[t], edgecolor="white", hatch="//" if t == INCONCLUSIVE else None, label=t)
+               for t in (*TIERS, INCONCLUSIVE, AT_FLOOR, None)]
     handles[-1].set_label("not run")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return Plot("viability_map", "Viability map", "Rows: models by size; columns: method and bit width; colour: tier "
+                "stated from the interval; hatched: inconclusive (never viable); blue: every task at the floor "
                 "(baseline column: its accuracy).", _png(fig))
+
+
+def _cell_text(row) -> str:
+    if row.is_baseline:
+        return f"{100 * row.primary:.1f}%" + ("\nfloor" if row.tier == AT_FLOOR else "")
+    if row.tier == AT_FLOOR:
+        return "floor"
+    if row.tier_delta_pp is None or math.isnan(row.tier_delta_pp):
+        return ""
+    mark = "*" if bool(row.significant) and row.delta_pp < 0 else ""
+    text = f"{row.tier_delta_pp:+.1f}{mark}"
+    if row.tier == INCONCLUSIVE:
+        text += f"\n[{row.tier_ci_low_pp:+.0f},{row.tier_ci_high_pp:+.0f}] ?"
+    return text
 
 
 def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
@@ -108,7 +121,7 @@ def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
     axes[0][0].set_ylabel(f"delta {cfg.primary_metric} (pp)")
     fig.tight_layout()
     return Plot("delta_curves", "Degradation by bit width", f"{cfg.primary_metric} delta vs baseline with "
-                f"{cfg.stats.confidence:.0%} paired bootstrap intervals; bands: tiers.", _png(fig))
+                f"{cfg.stats.confidence:.0%} paired score intervals; bands: tiers.", _png(fig))
 
 
 def behaviour_bars(behaviour: pd.DataFrame) -> Optional[Plot]:
@@ -167,10 +180,11 @@ def _tier_bands(ax, cfg: ReportConfig) -> None:
         ax.axhspan(low, high, color=TIER_COLOURS[tier], alpha=0.12, linewidth=0)
 
 
-def _rect(x: float, y: float, colour: str):
+def _rect(x: float, y: float, colour: str, *, hatch: bool = False):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5)
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5,
+                     hatch="//" if hatch else None)
 
 
 def _png(fig: Figure) -> bytes:

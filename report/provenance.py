@@ -3,13 +3,15 @@
 Provenance: the report's date and settings, the records' dates, git revisions, library
 versions, hardware, calibration fingerprints (read from the artifact manifests when the
 artifacts are still there; never the weights), sample counts and evaluation settings.
-Warnings: the baseline gate of every record (a suspect pipeline), and every note the
-collection made (missing baselines, settings that differ, records set aside).
+Warnings: the baseline gate of every record (a suspect pipeline; report/floors.py adds the
+shapes only the whole store shows), and every note the collection made (missing
+baselines, settings that differ, records set aside).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import datetime as dt
 import json
 from collections import Counter, defaultdict
@@ -23,19 +25,34 @@ from report.collect import Collection, Note
 SETTINGS_SHOWN = ("limit", "num_fewshot", "max_gen_toks", "apply_chat_template", "seed", "scoring_version")
 
 
-def suspects(collection: Collection) -> list[str]:
-    """One line per record whose baseline gate says the pipeline, not quantization, is suspect."""
-    lines = []
+@dataclass(frozen=True)
+class Suspect:
+    """A sign that the pipeline, not quantization, made some numbers: the records it puts in doubt."""
+
+    where: str
+    reason: str
+    records: frozenset = frozenset()  # (variant key, task) quality records
+
+    @property
+    def line(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+def record_suspects(collection: Collection) -> list[Suspect]:
+    """One per reason of every record whose own baseline gate (written by evaluate run) says
+    the pipeline, not quantization, is suspect."""
+    found = []
     for (key, task), entry in sorted(collection.quality.items(), key=lambda item: item[0][1]):
         gate = (entry.record.get("baseline") or {}).get("gate") or {}
         if gate.get("suspect_pipeline"):
             variant = collection.variants[key]
-            lines += [f"{variant.model} {variant.label} {task}: {reason}" for reason in gate.get("reasons", [])]
-    return lines
+            found += [Suspect(f"{variant.model} {variant.label} {task}", reason, frozenset({(key, task)}))
+                      for reason in gate.get("reasons", [])]
+    return found
 
 
-def warnings_table(collection: Collection, suspect_lines: list[str]) -> pd.DataFrame:
-    notes = [Note("warning", "baseline gate", line) for line in suspect_lines] + collection.notes
+def warnings_table(collection: Collection, suspects: list[Suspect]) -> pd.DataFrame:
+    notes = [Note("warning", "baseline gate", s.line) for s in suspects] + collection.notes
     versions = _distinct(collection, lambda r: r.get("versions") or {})
     for library, values in versions.items():
         if len(values) > 1:
@@ -60,7 +77,8 @@ def provenance(collection: Collection, cfg: ReportConfig) -> dict[str, pd.DataFr
         ("primary metric", cfg.primary_metric),
         ("filters", " ".join(f"{name}={list(getattr(cfg, name)) or 'all'}" for name in ("models", "methods", "tasks"))),
         ("report settings", json.dumps({k: v for k, v in dataclasses.asdict(cfg).items()
-                                        if k in ("tiers", "stats", "cliff", "cost", "decisions")}, default=str)),
+                                        if k in ("tiers", "stats", "floor", "cliff", "cost", "decisions")},
+                                       default=str)),
     ]
     git = Counter(_revision(e.record.get("git") or {}) for e in entries)
     hardware = Counter(_hardware(e.record.get("hardware") or {}) for e in entries)

@@ -5,20 +5,28 @@ so their per-sample correctness is compared, which is far more sensitive than co
 two accuracies as if they came from different samples.
 
 - Delta: mean(variant) - mean(reference), in percentage points.
-- Its confidence interval: the percentile bootstrap of the mean per-sample difference.
-  With binary correctness each difference is -1, 0 or +1, so resampling n pairs is the
-  same as drawing the three counts from a multinomial; that is what is done (exact, and
-  fast enough for 10,000 resamples of thousands of pairs). Other scores fall back to
-  `scipy.stats.bootstrap`.
-- Significance: McNemar's test on the discordant pairs (gained: reference wrong, variant
-  right; lost: the reverse), via statsmodels: the exact binomial test below
+- Its confidence interval, at 1 - alpha: for 0/1 scores the score interval of Tango
+  (1998) for a paired difference of proportions, the inversion of the score test below;
+  for other scores the paired t interval. Both are exact duals of their tests, so "the
+  interval lies above -3 pp" and "the test of delta <= -3 pp rejects" are the same
+  statement. (The percentile bootstrap used before collapsed to [0, 0] when no answer
+  changed: 0 flips out of 40 "proved" a loss under 3 pp. The score interval of 0 flips
+  out of 40 is [-8.8, +8.8] pp.)
+- The score test behind it (delta = b): statistic (gained - lost - n b) /
+  sqrt(n (2 q + b (1 - b))), q the maximum-likelihood rate of "reference right, variant
+  wrong" under delta = b (a quadratic's root). At b = 0 it is McNemar's asymptotic test
+  without continuity correction; the interval's lower bound above -3 pp is its one-sided
+  test of delta <= -3 pp rejecting at alpha / 2 (non-inferiority). scipy and statsmodels
+  have no paired-proportion test of a non-zero bound (statsmodels' are for independent
+  samples), hence the few lines here.
+- Significance of a change: McNemar's test on the discordant pairs (gained: reference
+  wrong, variant right; lost: the reverse), via statsmodels: the exact binomial test below
   `exact_below` discordant pairs, else the chi-square test with continuity correction.
 - Multiple comparisons: `adjust` wraps statsmodels' `multipletests` (Holm by default).
-- Minimum detectable effect: the smallest paired difference a two-sided McNemar test at
-  `alpha` detects with probability `power` with this n (Connor 1987 normal approximation:
-  sqrt(n) * d = z_{1-alpha/2} * sqrt(psi) + z_power * sqrt(psi - d^2), psi the discordant
-  rate: the observed one, and at least d itself). A difference smaller than the MDE that
-  is "not significant" says the sample was too small, not that there is no difference.
+- Minimum detectable effect and pairs needed: Connor's (1987) normal approximation for a
+  paired test at `alpha` with probability `power`, sqrt(n) |d - b| = z_{1-alpha/2}
+  sqrt(psi - b^2) + z_power sqrt(psi - d^2), psi the discordant rate (the observed one, and
+  at least |d| and |b|), generalised from b = 0 (McNemar) to any bound b.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
+EDGE = 1e-9  # the score statistic is evaluated strictly inside (-1, 1)
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -38,17 +48,23 @@ class PairedComparison:
     reference_mean: float
     variant_mean: float
     delta_pp: float  # (variant - reference) x 100
-    ci_low_pp: float
+    ci_low_pp: float  # interval at 1 - alpha: score (0/1 scores) or t
     ci_high_pp: float
     gained: int  # reference wrong, variant right (binary scores only)
     lost: int  # reference right, variant wrong
     p_value: float  # McNemar, uncorrected; nan when the scores are not binary
     test: str  # "exact", "chi2" or "" (no test)
     mde_pp: float  # minimum detectable effect at this n, in points
+    binary: bool = True
+    sd_pp: float = math.nan  # standard deviation of the per-sample differences (non-binary scores)
+
+    @property
+    def discordant_rate(self) -> float:
+        return (self.gained + self.lost) / self.n if self.n else math.nan
 
 
-def compare(reference, variant, *, confidence: float = 0.95, resamples: int = 10000, seed: int = 0,
-            alpha: float = 0.05, power: float = 0.80, exact_below: int = 25) -> PairedComparison:
+def compare(reference, variant, *, alpha: float = 0.05, power: float = 0.80,
+            exact_below: int = 25) -> PairedComparison:
     """Compare per-sample scores of the same samples, in the same order."""
     reference, variant = np.asarray(reference, dtype=float), np.asarray(variant, dtype=float)
     if reference.shape != variant.shape:
@@ -57,41 +73,75 @@ def compare(reference, variant, *, confidence: float = 0.95, resamples: int = 10
     if n == 0:
         nan = math.nan
         return PairedComparison(0, nan, nan, nan, nan, nan, 0, 0, nan, "", nan)
-    low, high = paired_bootstrap_ci(variant - reference, confidence=confidence, resamples=resamples, seed=seed)
-    binary = np.isin(reference, (0, 1)).all() and np.isin(variant, (0, 1)).all()
-    gained = int(((reference == 0) & (variant == 1)).sum()) if binary else 0
-    lost = int(((reference == 1) & (variant == 0)).sum()) if binary else 0
-    p_value, test = mcnemar_test(gained, lost, exact_below=exact_below) if binary else (math.nan, "")
-    mde = mde_paired(n, (gained + lost) / n, alpha=alpha, power=power) if binary else math.nan
-    return PairedComparison(
-        n=n, reference_mean=float(reference.mean()), variant_mean=float(variant.mean()),
-        delta_pp=100 * float((variant - reference).sum()) / n, ci_low_pp=100 * low, ci_high_pp=100 * high,
-        gained=gained, lost=lost, p_value=p_value, test=test, mde_pp=100 * mde,
-    )
+    differences = variant - reference
+    means = dict(n=n, reference_mean=float(reference.mean()), variant_mean=float(variant.mean()),
+                 delta_pp=100 * float(differences.sum()) / n)
+    if np.isin(reference, (0, 1)).all() and np.isin(variant, (0, 1)).all():
+        gained, lost = int((differences == 1).sum()), int((differences == -1).sum())
+        low, high = score_interval(gained, lost, n, confidence=1 - alpha)
+        p_value, test = mcnemar_test(gained, lost, exact_below=exact_below)
+        mde = mde_paired(n, (gained + lost) / n, alpha=alpha, power=power)
+        return PairedComparison(**means, ci_low_pp=100 * low, ci_high_pp=100 * high, gained=gained, lost=lost,
+                                p_value=p_value, test=test, mde_pp=100 * mde)
+    sd = float(differences.std(ddof=1)) if n > 1 else math.nan
+    low, high = t_interval(differences.mean(), sd, n, confidence=1 - alpha)
+    return PairedComparison(**means, ci_low_pp=100 * low, ci_high_pp=100 * high, gained=0, lost=0,
+                            p_value=t_test_p_value(differences.mean(), sd, n), test="t",
+                            mde_pp=math.nan, binary=False, sd_pp=100 * sd)
 
 
-def paired_bootstrap_ci(differences, *, confidence: float = 0.95, resamples: int = 10000,
-                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-pair differences."""
-    d = np.asarray(differences, dtype=float)
-    n = len(d)
-    if n == 0:
+# -- the score test and interval of a paired difference of proportions ------------------------
+def score_statistic(gained: int, lost: int, n: int, bound: float) -> float:
+    """Tango's score statistic for delta = bound (proportions); > 0 when the data say delta > bound."""
+    bound = min(max(bound, -1 + EDGE), 1 - EDGE)
+    b, c = lost, gained
+    # maximum-likelihood P(reference right, variant wrong) when delta = bound: the positive
+    # root of 2n q^2 + B q + C = 0 (the derivative of the multinomial likelihood)
+    B = -(b + c) + (2 * n + b - c) * bound
+    C = -b * bound * (1 - bound)
+    q = (-B + math.sqrt(max(B * B - 8 * n * C, 0.0))) / (4 * n)
+    variance = 2 * q + bound * (1 - bound)  # of one per-sample difference under delta = bound
+    surplus = c - b - n * bound
+    if variance <= 0:
+        return 0.0 if surplus == 0 else math.copysign(math.inf, surplus)
+    return surplus / math.sqrt(n * variance)
+
+
+def score_interval(gained: int, lost: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The bounds b at which the two-sided score test at 1 - confidence just rejects."""
+    if n <= 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    tails = [(1 - confidence) / 2, (1 + confidence) / 2]
-    if np.isin(d, (-1, 0, 1)).all():
-        counts = np.array([(d == 1).sum(), (d == 0).sum(), (d == -1).sum()])
-        draws = rng.multinomial(n, counts / n, size=resamples)
-        means = (draws[:, 0] - draws[:, 2]) / n
-        low, high = np.quantile(means, tails)
-        return float(low), float(high)
-    if np.all(d == d[0]):
-        return float(d[0]), float(d[0])
-    result = stats.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                             method="percentile", rng=rng, vectorized=True)
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    z = stats.norm.ppf((1 + confidence) / 2)
+    estimate = (gained - lost) / n
+
+    def excess(bound: float, target: float) -> float:
+        return score_statistic(gained, lost, n, bound) - target
+
+    low_end, high_end = -1 + EDGE, 1 - EDGE
+    low = -1.0 if excess(low_end, z) <= 0 else optimize.brentq(
+        excess, low_end, min(max(estimate, low_end), high_end), args=(z,), xtol=1e-12)
+    high = 1.0 if excess(high_end, -z) >= 0 else optimize.brentq(
+        excess, max(min(estimate, high_end), low_end), high_end, args=(-z,), xtol=1e-12)
+    return float(low), float(high)
 
 
+def t_interval(mean: float, sd: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    if n < 2 or math.isnan(sd):
+        return math.nan, math.nan
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+    return float(mean - half), float(mean + half)
+
+
+def t_test_p_value(mean: float, sd: float, n: int) -> float:
+    """Two-sided paired t-test of a mean difference against zero."""
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+# -- significance of a change ----------------------------------------------------------------
 def mcnemar_test(gained: int, lost: int, *, exact_below: int = 25) -> tuple[float, str]:
     """Two-sided McNemar p-value from the discordant counts, and which test gave it."""
     exact = gained + lost < exact_below
@@ -100,6 +150,17 @@ def mcnemar_test(gained: int, lost: int, *, exact_below: int = 25) -> tuple[floa
     return float(result.pvalue), "exact" if exact else "chi2"
 
 
+def adjust(p_values, method: str = "holm") -> np.ndarray:
+    """Multiple-comparison adjusted p-values; nan entries are left out of the family."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = p.copy()
+    present = ~np.isnan(p)
+    if method != "none" and present.any():
+        adjusted[present] = multipletests(p[present], method=method)[1]
+    return adjusted
+
+
+# -- power ------------------------------------------------------------------------------------
 def mde_paired(n: int, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.80) -> float:
     """Minimum detectable paired difference (a proportion); inf when n is too small."""
     if n <= 0:
@@ -115,18 +176,24 @@ def mde_paired(n: int, discordant_rate: float, *, alpha: float = 0.05, power: fl
     return float(optimize.brentq(shortfall, 1e-12, 1.0, xtol=1e-12))
 
 
-def connor_sample_size(d: float, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.80) -> float:
-    """Pairs needed to detect a paired difference `d` (the inverse of `mde_paired`)."""
+def connor_sample_size(d: float, discordant_rate: float, *, bound: float = 0.0, alpha: float = 0.05,
+                       power: float = 0.80) -> float:
+    """Pairs needed to show a paired difference `d` is on its side of `bound` (proportions);
+    with bound 0, the inverse of `mde_paired`. inf when d sits on the bound."""
+    if d == bound:
+        return math.inf
     z_alpha, z_power = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
-    psi = max(discordant_rate, d)
-    return (z_alpha * math.sqrt(psi) + z_power * math.sqrt(psi - d * d)) ** 2 / d**2
+    psi = max(discordant_rate, abs(d), abs(bound))
+    return (z_alpha * math.sqrt(psi - bound * bound) + z_power * math.sqrt(psi - d * d)) ** 2 / (d - bound) ** 2
 
 
-def adjust(p_values, method: str = "holm") -> np.ndarray:
-    """Multiple-comparison adjusted p-values; nan entries are left out of the family."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = p.copy()
-    present = ~np.isnan(p)
-    if method != "none" and present.any():
-        adjusted[present] = multipletests(p[present], method=method)[1]
-    return adjusted
+def pairs_to_decide(comparison: PairedComparison, bound_pp: float, *, alpha: float, power: float) -> float:
+    """Pairs with which a difference like the observed one would be shown on its side of
+    `bound_pp` with probability `power` (two-sided level alpha)."""
+    d, bound = comparison.delta_pp / 100, bound_pp / 100
+    if comparison.binary:
+        return connor_sample_size(d, comparison.discordant_rate, bound=bound, alpha=alpha, power=power)
+    if d == bound:
+        return math.inf
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return (z * comparison.sd_pp / 100 / (d - bound)) ** 2

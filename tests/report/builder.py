@@ -3,13 +3,18 @@ chosen to be checked by hand.
 
 A variant's per-sample correctness is its baseline's with `lost` correct answers turned
 wrong (the first correct docs) and `gained` wrong answers turned right (the last docs),
-so every delta, flip count and McNemar table is known in advance.
+so every delta, flip count and McNemar table is known in advance. Its generation differs
+from the baseline's exactly on the flipped docs, the unboxed ones (`format_lost`, taken
+from the first wrong docs) and `rewritten` more docs from n // 2 up (same correctness,
+other words), so changed generations are known too. `tasks` overrides any of these per
+task. A task written with `choices=k` has k lettered options in every prompt (multiple
+choice: chance 1/k); otherwise it is a generation task (floor 0).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +36,9 @@ class Spec:
     lost: int = 0
     format_lost: int = 0  # boxed tasks: this many more samples without a box than the baseline
     rescued: int = 0  # boxed tasks: this many wrong answers are right under lenient rescoring
+    rewritten: int = 0  # boxed tasks: this many more generations differ from the baseline's, correctness unchanged
+    tasks: dict = field(default_factory=dict)  # task -> overrides of gained, lost, format_lost, rescued, rewritten
+    kl: Optional[tuple[float, float]] = None  # (KL divergence, top-1 agreement): a kl_divergence record
     decode_tps: Optional[float] = None
     memory_gib: Optional[float] = None
     disk_gib: float = 1.0
@@ -43,6 +51,10 @@ class Spec:
     @property
     def label(self) -> str:
         return "none-bf16" if self.is_baseline else f"{self.method}-w{self.bits}a16-g{self.group}"
+
+    def on(self, task: str) -> "Spec":
+        """This spec with the task's overrides applied."""
+        return replace(self, **self.tasks.get(task, {}))
 
     @property
     def fingerprint(self) -> str:
@@ -68,7 +80,8 @@ def correctness(n: int, base_correct: int, spec: Spec) -> list[bool]:
 
 
 def write_task(results_dir: Path, spec: Spec, task: str, n: int, base_correct: int, *, boxed: bool = True,
-               baseline: Optional[Spec] = None, base_format_ok: Optional[int] = None) -> Path:
+               baseline: Optional[Spec] = None, base_format_ok: Optional[int] = None, choices: int = 0) -> Path:
+    spec = spec.on(task)
     correct = correctness(n, base_correct, spec)
     if boxed:
         ok_count = (n if base_format_ok is None else base_format_ok) - spec.format_lost
@@ -76,7 +89,11 @@ def write_task(results_dir: Path, spec: Spec, task: str, n: int, base_correct: i
         wrong = [i for i in range(n) if not correct[i]]
         unboxed = set(wrong[:max(n - ok_count, 0)])
         rescued = set(wrong[:spec.rescued])
-        rows = [{"doc_id": i, "prompt": f"q{i}", "generation": "\\boxed{x}", "golds": ["x"], "hit_max_tokens": False,
+        base_values = correctness(n, base_correct, Spec(model=spec.model))
+        other = {i for i in range(n) if correct[i] != base_values[i]} | set(range(n // 2, n // 2 + spec.rewritten))
+        options = "".join(f"\n{chr(65 + k)}. option {k}" for k in range(choices))
+        rows = [{"doc_id": i, "prompt": f"q{i}{options}\n", "generation": _generation(i, i in unboxed, i in other),
+                 "golds": ["x"], "hit_max_tokens": False,
                  "extracted": "x", "correct": c, "rescored_answer": "x", "rescored_correct": c or i in rescued,
                  "rescore_source": "box",
                  "format_ok": i not in unboxed, "behaviour": _behaviour(c, i in unboxed),
@@ -104,16 +121,32 @@ def write_speed(results_dir: Path, spec: Spec, *, device: str = "cuda:0") -> Pat
     return store.write_record(store.record_folder(results_dir, spec.fingerprint, "speed", "speed-settings"), record, [])
 
 
-def write_store(results_dir: Path, specs: list[Spec], tasks: dict[str, tuple[int, dict[str, int], bool]]) -> Path:
-    """tasks: name -> (n, {model: baseline correct count}, boxed)."""
+def write_kl(results_dir: Path, spec: Spec) -> Path:
+    kl, top1 = spec.kl
+    record = _record(spec, "kl_divergence", 4, {"kl_divergence": kl, "kl_divergence_stderr": kl / 10,
+                                                "top1_agreement": top1, "n_prompts": 4})
+    return store.write_record(store.record_folder(results_dir, spec.fingerprint, "kl_divergence", "kl-settings"),
+                              record, [])
+
+
+def write_store(results_dir: Path, specs: list[Spec], tasks: dict[str, tuple]) -> Path:
+    """tasks: name -> (n, {model: baseline correct count}, boxed[, choices])."""
     baselines = {s.model: s for s in specs if s.is_baseline}
     for spec in specs:
-        for task, (n, base_correct, boxed) in tasks.items():
+        for task, (n, base_correct, boxed, *choices) in tasks.items():
             write_task(results_dir, spec, task, n, base_correct[spec.model], boxed=boxed,
-                       baseline=None if spec.is_baseline else baselines.get(spec.model))
+                       baseline=None if spec.is_baseline else baselines.get(spec.model), choices=sum(choices))
         if spec.decode_tps:
             write_speed(results_dir, spec)
+        if spec.kl:
+            write_kl(results_dir, spec)
     return results_dir
+
+
+def _generation(i: int, unboxed: bool, changed: bool) -> str:
+    if unboxed:
+        return f"the answer is {i}"
+    return f"\\boxed{{v{i}}}" if changed else f"\\boxed{{{i}}}"
 
 
 def _behaviour(correct: bool, unboxed: bool) -> str:
@@ -147,36 +180,46 @@ def _comparison(spec: Spec, baseline: Optional[Spec]) -> dict:
 
 
 def sweep_specs() -> list[Spec]:
-    """Two models, rtn at 8/4/3 bits (group 32) and gptq at 4 bits (group 128), one boxed
-    task "math" of 100 samples; memory is a CUDA peak, so budgets use it directly.
+    """Two models, rtn at 8/4/3 bits and gptq at 4 bits (all group 32), a boxed generation
+    task "math" (400 samples, floor 0) and a boxed 4-choice task "arc" (100 samples, chance
+    25%). The small model's arc baseline, 27/100, is at chance: arc is left out of small's
+    tiers (and the gate flags it: all wrong but well-formed). Memory is a CUDA peak.
 
-    variant          acc   delta  flips +/-  format  tier           decode tok/s  GiB
-    small base       60%                     100%                   100           1.0
-    small rtn w8     60%    0.0     1/1      100%    negligible     150           0.6  (a baseline-gate warning)
-    small rtn w4     56%   -4.0     1/5      100%    acceptable     200           0.4
-    small rtn w3     45%  -15.0     2/17     100%    unacceptable   220           0.3
-    small gptq w4    58%   -2.0     0/2       96%    acceptable (format -4)  210  0.4
-    large base       80%                     100%                    30           6.0
-    large rtn w8     80%    0.0     0/0      100%    negligible      50           3.2
-    large rtn w4     79%   -1.0     0/1      100%    negligible      70           1.8
-    large rtn w3     74%   -6.0     1/7      100%    concerning      80           1.4
-    large gptq w4    80%    0.0     0/0      100%    negligible      75           1.8
+    task math (arc)   accuracy      flips +/-      changed    pooled tier and its 95% interval (pp)
+    small base        60% (27%)                               (small pools math only) 100 tok/s, 1.0 GiB
+    small rtn w8      60% (27%)     1/1 (0/0)       2 (0)     negligible [-1.2, +1.2]; records with a gate warning
+    small rtn w4      58% (27%)     2/10 (3/3)     72 (26)    inconclusive -2.0 [-4.1, -0.4]: straddles -3
+    small gptq w4     59.5% (27%)   1/3 (2/2)       4 (4)     negligible -0.5 [-2.0, +0.7]
+    small rtn w3      40.5% (27%)   2/80 (12/12)   82 (62)    unacceptable -19.5 [-23.8, -15.7]
+    large base        80% (70%)                               (large pools math and arc) 30 tok/s, 6.0 GiB
+    large rtn w8      80% (70%)     0/0             0         negligible [-0.8, +0.8]
+    large rtn w4      79.5% (70%)   0/2             2         negligible -0.4 [-1.4, +0.4]
+    large rtn w3      73% (70%)     1/29           30         inconclusive -5.6 [-8.0, -3.8]: acceptable or concerning
+    large gptq w4     80% (70%)     0/0            75         unacceptable by format: -15.0 [-18.4, -12.1]
     """
     s, big = dict(model="small", params_b=0.5), dict(model="large", params_b=3.0)
     return [
         Spec(**s, decode_tps=100, memory_gib=1.0, disk_gib=1.0),
-        Spec(**s, method="rtn", bits=8, group=32, gained=1, lost=1, decode_tps=150, memory_gib=0.6, disk_gib=0.5,
-             suspect=[SUSPECT]),
-        Spec(**s, method="rtn", bits=4, group=32, gained=1, lost=5, decode_tps=200, memory_gib=0.4, disk_gib=0.3),
-        Spec(**s, method="rtn", bits=3, group=32, gained=2, lost=17, decode_tps=220, memory_gib=0.3, disk_gib=0.25),
-        Spec(**s, method="gptq", bits=4, group=128, lost=2, format_lost=4, decode_tps=210, memory_gib=0.4,
-             disk_gib=0.3),
+        Spec(**s, method="rtn", bits=8, group=32, tasks={"math": dict(gained=1, lost=1)}, decode_tps=150,
+             memory_gib=0.6, disk_gib=0.5, suspect=[SUSPECT], kl=(0.001, 0.99)),
+        Spec(**s, method="rtn", bits=4, group=32, tasks={"math": dict(gained=2, lost=10, rewritten=60),
+                                                          "arc": dict(gained=3, lost=3, rewritten=20)},
+             decode_tps=200, memory_gib=0.4, disk_gib=0.3, kl=(0.02, 0.95)),
+        Spec(**s, method="gptq", bits=4, group=32,
+             tasks={"math": dict(gained=1, lost=3), "arc": dict(gained=2, lost=2)},
+             decode_tps=210, memory_gib=0.4, disk_gib=0.3, kl=(0.005, 0.98)),
+        Spec(**s, method="rtn", bits=3, group=32, tasks={"math": dict(gained=2, lost=80),
+                                                          "arc": dict(gained=12, lost=12, rewritten=40)},
+             decode_tps=220, memory_gib=0.3, disk_gib=0.25, kl=(0.145, 0.82)),
         Spec(**big, decode_tps=30, memory_gib=6.0, disk_gib=6.0),
         Spec(**big, method="rtn", bits=8, group=32, decode_tps=50, memory_gib=3.2, disk_gib=3.0),
-        Spec(**big, method="rtn", bits=4, group=32, lost=1, decode_tps=70, memory_gib=1.8, disk_gib=1.6),
-        Spec(**big, method="rtn", bits=3, group=32, gained=1, lost=7, decode_tps=80, memory_gib=1.4, disk_gib=1.2),
-        Spec(**big, method="gptq", bits=4, group=128, decode_tps=75, memory_gib=1.8, disk_gib=1.6),
+        Spec(**big, method="rtn", bits=4, group=32, tasks={"math": dict(lost=2)}, decode_tps=70, memory_gib=1.8,
+             disk_gib=1.6),
+        Spec(**big, method="rtn", bits=3, group=32, tasks={"math": dict(gained=1, lost=29)}, decode_tps=80,
+             memory_gib=1.4, disk_gib=1.2),
+        Spec(**big, method="gptq", bits=4, group=32, tasks={"math": dict(format_lost=75)}, decode_tps=75,
+             memory_gib=1.8, disk_gib=1.6),
     ]
 
 
-SWEEP_TASKS = {"math": (100, {"small": 60, "large": 80}, True)}
+SWEEP_TASKS = {"math": (400, {"small": 240, "large": 320}, True), "arc": (100, {"small": 27, "large": 70}, True, 4)}

@@ -22,19 +22,20 @@ def test_no_gate_exits_zero(sweep_store, tmp_path, capsys):
 def test_gate_names_every_variant_under_the_threshold(sweep_store, tmp_path, capsys):
     assert gate(sweep_store, tmp_path, "gate.min_recovery=0.95") == 1
     err = capsys.readouterr().err
-    # recoveries: small rtn w4 56/60 = 93.3%, small rtn w3 75%, large rtn w3 74/80 = 92.5%
-    assert "small rtn-w4a16-g32: recovery 93.3% < 95.0%" in err
-    assert "small rtn-w3a16-g32: recovery 75.0%" in err
-    assert "large rtn-w3a16-g32: recovery 92.5%" in err
-    assert "gptq" not in err and "large rtn-w4a16" not in err  # 96.7% and 98.8% pass
-    assert len([line for line in err.splitlines() if "recovery" in line]) == 3
+    # pooled over the tasks above the floor (small: math only; large: math and arc):
+    # small rtn w3 162/240 = 67.5%, large rtn w3 362/390 = 92.8%; small rtn w4 232/240 = 96.7% passes
+    assert "small rtn-w3a16-g32: recovery 67.5% < 95.0% (delta -19.5 pp, n=400)" in err
+    assert "large rtn-w3a16-g32: recovery 92.8% < 95.0% (delta -5.6 pp, n=500)" in err
+    assert len([line for line in err.splitlines() if "recovery" in line]) == 2
 
 
-def test_gate_threshold_boundaries(sweep_store, tmp_path, capsys):
-    assert gate(sweep_store, tmp_path, "gate.min_recovery=0.925") == 1  # only small rtn w3 (75%) is below
-    err = capsys.readouterr().err
-    assert "small rtn-w3a16-g32" in err and "large rtn-w3a16-g32" not in err  # 92.5% is not < 92.5%
-    assert gate(sweep_store, tmp_path, "gate.min_recovery=0.75") == 0  # 75.0% is not < 75%
+def test_gate_threshold_boundaries(tmp_path, capsys):
+    base, variant = Spec(model="m"), Spec(model="m", method="rtn", bits=4, group=32, lost=6)
+    for spec in (base, variant):
+        write_task(tmp_path, spec, "math", 100, 80, baseline=base)  # 74 / 80 = 92.5%
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.925") == 0  # 0.74 / 0.80 is 0.92499...: not below
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.926") == 1
+    assert "m rtn-w4a16-g32: recovery 92.5% < 92.6%" in capsys.readouterr().err
 
 
 def test_gate_per_task_and_suspect_pipeline(tmp_path, capsys):
@@ -50,6 +51,25 @@ def test_gate_per_task_and_suspect_pipeline(tmp_path, capsys):
     assert "m rtn-w8a16-g32 on easy: recovery 90.0%" in capsys.readouterr().err
     assert gate(tmp_path, tmp_path, "gate.fail_on_suspect=true") == 1
     assert "suspect pipeline: m rtn-w8a16-g32 easy: baseline format compliance 40% < 80%" in capsys.readouterr().err
+
+
+def test_an_all_zero_well_formed_baseline_trips_the_gate(tmp_path, capsys):
+    """The origin study's shape: 0% everywhere with 98% well-formed answers. The warnings
+    say so in every report; `fail_on_suspect` fails on it; a recovery gate has nothing it
+    can judge (every task at the floor) and fails too."""
+    specs = [Spec(model="m"), Spec(model="m", method="rtn", bits=8, group=32),
+             Spec(model="m", method="rtn", bits=4, group=32)]
+    for spec in specs:
+        write_task(tmp_path, spec, "math", 100, 0, baseline=specs[0], base_format_ok=98)
+    assert gate(tmp_path, tmp_path) == 0  # no gate: the report is built, with the warnings
+    warnings = (tmp_path / "out" / "tables" / "warnings.csv").read_text()
+    assert "all wrong but well-formed" in warnings and "every variant, baseline included (3)" in warnings
+    assert gate(tmp_path, tmp_path, "gate.fail_on_suspect=true") == 1
+    err = capsys.readouterr().err
+    assert "suspect pipeline: m baseline math: at its floor (0.0%" in err
+    assert "suspect pipeline: m: every variant, baseline included (3), is at the floor on every task" in err
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95") == 1
+    assert "no variant with a baseline to check" in capsys.readouterr().err
 
 
 def test_gate_with_nothing_to_judge_fails(tmp_path, capsys):
@@ -81,4 +101,4 @@ def test_the_command_line_process_exit_code(sweep_store, tmp_path):
     result = run_cli("report", f"results_dir={sweep_store}", f"output_dir={tmp_path}", "formats=[csv]",
                      "gate.min_recovery=0.95", timeout=120)
     assert result.returncode == 1, result.stderr
-    assert "gate: FAILED" in result.stderr and "small rtn-w3a16-g32" in result.stderr
+    assert "gate: FAILED" in result.stderr and "small rtn-w3a16-g32: recovery 67.5%" in result.stderr

@@ -24,7 +24,10 @@ APT = "apt-get install -y --no-install-recommends chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
 PLOT_COLOURS = {"matplotlib blue (plot lines)": (31, 119, 180), "matplotlib orange (plot lines)": (255, 127, 14)}
-TABLES = ("viability", "cliffs", "variants", "quality_by_task", "behaviour", "deployment", "decisions_budget",
+HEIGHT = 6000  # down to the per-task table, where the at-floor rows are
+TIER_PIXELS = (("negligible", (26, 152, 80), 500), ("inconclusive", (194, 165, 207), 2000),
+               ("at floor", (146, 197, 222), 1000))  # the floor cells: #92c5de in the per-task table
+TABLES = ("viability", "floors", "best_methods", "method_pairs", "cliffs", "variants", "quality_by_task", "behaviour", "deployment", "decisions_budget",
           "decisions_scenario", "provenance_versions")
 
 
@@ -47,6 +50,7 @@ class DomSummary(HTMLParser):
     def __init__(self):
         super().__init__()
         self.images, self.tables, self.tier_cells, self.rows = [], [], 0, 0
+        self.cells_by_class, self._open = {}, None  # tier class -> the texts of its cells
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -56,8 +60,18 @@ class DomSummary(HTMLParser):
             self.tables.append(attrs.get("id", ""))
         elif tag == "td" and (attrs.get("class") or "").startswith("tier-"):
             self.tier_cells += 1
+            self._open = attrs["class"]
+            self.cells_by_class.setdefault(self._open, []).append("")
         elif tag == "tr":
             self.rows += 1
+
+    def handle_data(self, data):
+        if self._open:
+            self.cells_by_class[self._open][-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._open = None
 
 
 @pytest.mark.browser
@@ -72,23 +86,30 @@ def test_the_html_report_renders_in_headless_chromium(sweep_report, tmp_path):
     assert {f"table-{name}" for name in TABLES} <= set(summary.tables)
     assert summary.tier_cells >= 10 and summary.rows > 50
     assert "Key findings" in dom and "rtn-w3a16-g32" in dom
+    # the inconclusive and at-floor verdicts are cells of their own, written as such
+    assert set(summary.cells_by_class["tier-inconclusive"]) == {"inconclusive"}
+    assert len(summary.cells_by_class["tier-inconclusive"]) >= 4
+    assert set(summary.cells_by_class["tier-at-floor"]) == {"at floor"}
+    assert len(summary.cells_by_class["tier-at-floor"]) == 5  # small's arc rows: baseline and 4 variants
+    assert "left out of tiers (baseline at the floor: baseline 27.0% (27/100)" in dom
     warnings = dom[dom.index('id="warnings"'):]
     assert "baseline format compliance 75% &lt; 80%" in warnings[: warnings.index("</div>")]
 
     screenshot = tmp_path / "report-screenshot.png"
-    run_chromium(exe, tmp_path / "profile-shot", "--window-size=1400,2400", f"--screenshot={screenshot}", url)
+    run_chromium(exe, tmp_path / "profile-shot", f"--window-size=1400,{HEIGHT}", f"--screenshot={screenshot}", url)
     assert screenshot.is_file()
     _keep(screenshot, sweep_report.html)
 
     from PIL import Image
 
     pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(int)
-    assert pixels.shape[:2] == (2400, 1400)
+    assert pixels.shape[:2] == (HEIGHT, 1400)
     for name, colour in PLOT_COLOURS.items():  # colours only the embedded plots use: the PNGs were drawn
         close = (np.abs(pixels - np.array(colour)) <= 12).all(axis=-1).sum()
         assert close >= 50, f"{name} not found in the screenshot: were the plots rendered? ({screenshot})"
-    tier_green = (np.abs(pixels - np.array((26, 152, 80))) <= 6).all(axis=-1).sum()
-    assert tier_green >= 500  # the viability map and the tier cells
+    for name, colour, least in TIER_PIXELS:  # drawn, not only present: the map and the table cells
+        close = (np.abs(pixels - np.array(colour)) <= 6).all(axis=-1).sum()
+        assert close >= least, f"{name} cells not visible in the screenshot ({close} pixels; {screenshot})"
 
 
 def _keep(screenshot: Path, html: Path) -> None:

@@ -62,3 +62,21 @@ def test_perplexity_kl_speed_and_notes(real):
     notes = warnings_table(a.collection, a.suspects)
     assert any("measured on CPU" in m for m in notes.message)
     assert a.gate.enabled is False and len(a.budgets) == 5
+
+
+def test_a_quick_profile_store_is_caught_at_the_floor(real):
+    """The quick tiny-s barely learned its tasks: its baseline sits at chance on tiny_arc
+    (10/40, 4 options read from the prompts) and at 1/40 on the generation tasks, with
+    every answer well-formed. No tier is stated; the gate names the shape; changed
+    generations and KL still rank the bit widths."""
+    _, a = real
+    arc = a.floors[("tiny-s", "tiny_arc")]
+    assert (arc.chance, arc.chance_from, arc.correct, arc.n, arc.passes) == (0.25, "prompt options", 10, 40, False)
+    assert all(c.at_floor and not c.passes for c in a.floors.values())
+    assert set(a.summary.tier) == {"at floor"}
+    lines = [s.line for s in a.suspects]
+    assert sum("all wrong but well-formed" in line for line in lines) == 3
+    assert any(line.startswith("tiny-s: every variant, baseline included (4), is at the floor") for line in lines)
+    assert a.trusted is None and a.left_out == 12
+    changed = a.summary.set_index("label").changed
+    assert changed["rtn-w2a16-g32"] > changed["rtn-w4a16-g32"] > changed["rtn-w8a16-ch"]
