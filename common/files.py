@@ -74,6 +74,10 @@ def decode_text(data: bytes) -> tuple[Optional[str], Optional[str]]:
         if data.startswith(bom):
             return None, f"is {name} text, not UTF-8 (it starts with a {name[:6]} byte-order mark); convert it: " \
                          f"`iconv -f {name} -t UTF-8`"
+    if b"\x00" in data:  # valid UTF-8, but no text file holds NUL: UTF-16 without a mark, or binary
+        guess, source = _guess_encoding(data)
+        convert = f"; convert it: `iconv -f {source} -t UTF-8`" if source else ""
+        return None, f"is not UTF-8 text: it holds NUL bytes (offset {data.index(0)}); it looks like {guess}{convert}"
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as error:

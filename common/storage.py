@@ -290,10 +290,13 @@ def scratch_folder(parent: Path, prefix: str) -> Iterator[Path]:
     """A temporary folder `<parent>/.<prefix>.tmp-<host>-<pid>-<id>` for files a run needs
     only while it runs (under the lab's folders, not the system's temporary directory);
     removed when the block ends, and by the next run if a kill left it."""
-    with staging_folder(Path(parent) / prefix) as folder:
+    parent = Path(parent)
+    missing = [p for p in [parent, *parent.parents] if not p.exists()]
+    with staging_folder(parent / prefix) as folder:
         yield folder
         shutil.rmtree(folder, ignore_errors=True)
-        _remove_if_empty(Path(parent))
+        for made in missing:  # the folders this run created, if nothing else was written there
+            _remove_if_empty(made)
 
 
 def publish(staging: Path, final: Path, manifest: dict, *, replace: bool = False) -> Path:

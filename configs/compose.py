@@ -76,7 +76,45 @@ def describe_config(config_name: str, overrides: list[str], check=None) -> tuple
 def _compose_expanded(config_name: str, overrides: list[str]):
     overrides = [item for o in overrides for item in _expand_shorthand(o)]
     _check_group_choices(overrides)
+    _check_yamls(config_name, overrides)
     return _compose_with_method_keys(config_name, overrides)
+
+
+def _check_yamls(config_name: str, overrides: list[str]) -> None:
+    """The YAML files this composition reads (the primary config and the chosen option of
+    each of its groups), each UTF-8 YAML holding settings. An emptied option file would
+    otherwise compose silently into the schema's defaults (method=rtn running method none)."""
+    primary = CONFIG_DIR / f"{config_name}.yaml"
+    if not primary.is_file():
+        return  # Hydra says it is missing
+    chosen = {key.lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)}
+    for entry in _read_yaml(primary).get("defaults") or []:
+        if isinstance(entry, dict):
+            for group, default in entry.items():
+                option = chosen.get(group, default)
+                path = CONFIG_DIR / group / f"{option}.yaml"
+                if path.is_file():
+                    _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BadFile(path, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line})", "save it as UTF-8") from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise BadFile(path, f"is not valid YAML ({problem}{at})", "fix it, or restore it from git") from None
+    if not isinstance(value, dict) or not value:
+        what = "no settings (it is empty or only comments)" if not value else f"a YAML {type(value).__name__}, not settings"
+        raise BadFile(path, f"holds {what}", "fix it, or restore it from git")
+    return value
 
 
 def _to_job(cfg, config_name: str):
@@ -110,20 +148,10 @@ def _bad_yaml(error: Exception) -> ConfigError:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     candidates = [Path(mark.name)] if mark is not None and Path(mark.name).is_file() else sorted(CONFIG_DIR.rglob("*.yaml"))
     for path in candidates:
-        data = path.read_bytes()
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as decode_error:
-            line = data.count(b"\n", 0, decode_error.start) + 1
-            return BadFile(path, f"is not UTF-8 text (byte 0x{data[decode_error.start]:02x} at line {line})",
-                           "save it as UTF-8")
-        try:
-            yaml.safe_load(text)
-        except yaml.YAMLError as yaml_error:
-            where = getattr(yaml_error, "problem_mark", None)
-            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-            problem = getattr(yaml_error, "problem", None) or str(yaml_error).splitlines()[0]
-            return BadFile(path, f"is not valid YAML ({problem}{at})", "fix or remove it")
+            _read_yaml(path)
+        except BadFile as bad:
+            return bad
     return ConfigError(f"a config YAML under {CONFIG_DIR} cannot be read: {str(error).splitlines()[0]}")
 
 
