@@ -26,43 +26,55 @@ class ModelNotAvailable(ConfigError):
     """The model cannot be found locally and cannot be downloaded here."""
 
 
-def resolve_model_dir(model: ModelConfig) -> Path:
-    """The model's checkpoint folder, checked (`check_checkpoint`); no weights are loaded."""
+def resolve_model_dir(model: ModelConfig, *, config_only: bool = False) -> Path:
+    """The model's checkpoint folder, checked (`check_model_files`; `config_only`: only its
+    config.json, the rest left to the caller); no weights are loaded."""
     if model.path:
         folder = _local_folder(Path(model.path).expanduser())
-        advice = "re-download or re-save the checkpoint"
     elif model.tiny_size:
         family = tiny.ensure_built(profile=model.tiny_profile)
         folder = family.model_path(model.tiny_size)
-        advice = f"delete {folder.parent} and rerun to rebuild the tiny family"
     else:
         folder = _hub_snapshot(model)
-        advice = f"re-download it: `huggingface-cli download {model.hub_id} --force-download`"
-    check_checkpoint(folder, advice=advice, trust_remote_code=model.trust_remote_code)
+    check_model_files(model, folder, config_only=config_only)
     return folder
 
 
-def check_checkpoint(folder: Path, *, advice: str, trust_remote_code: bool = False) -> None:
+def check_model_files(model: ModelConfig, folder: Path, *, config_only: bool = False) -> None:
+    """`check_checkpoint` with the advice that fits where the model came from."""
+    if model.path:
+        advice = "re-download or re-save the checkpoint"
+    elif model.tiny_size:
+        advice = f"delete {Path(folder).parent} and rerun to rebuild the tiny family"
+    else:
+        advice = f"re-download it: `huggingface-cli download {model.hub_id} --force-download`"
+    check_checkpoint(folder, advice=advice, trust_remote_code=model.trust_remote_code, config_only=config_only)
+
+
+def check_checkpoint(folder: Path, *, advice: str, trust_remote_code: bool = False, config_only: bool = False) -> None:
     """A BadFile naming the first file of the checkpoint (or artifact) folder that a load
     would fail on, with `advice`; nothing is loaded and no tensor data is read."""
-    found = checkpoint_problem(Path(folder), trust_remote_code=trust_remote_code)
+    found = checkpoint_problem(Path(folder), trust_remote_code=trust_remote_code, config_only=config_only)
     if found is not None:
         path, problem, own_advice = found
         raise BadFile(path, problem, own_advice or advice)
 
 
-def checkpoint_problem(folder: Path, *, trust_remote_code: bool = False) -> Optional[tuple[Path, str, Optional[str]]]:
+def checkpoint_problem(folder: Path, *, trust_remote_code: bool = False,
+                       config_only: bool = False) -> Optional[tuple[Path, str, Optional[str]]]:
     """(file, what is wrong, what to do if not the caller's advice) for the first file of a
-    checkpoint folder a load would fail on, else None."""
+    checkpoint folder a load would fail on (`config_only`: of its config.json), else None."""
     config = folder / "config.json"
     if not config.is_file():
         return folder, "has no config.json: not a Hugging Face checkpoint folder", None
     files = sorted(p for p in folder.iterdir() if p.is_file())
-    for path in [config, *(p for p in files if p != config)]:  # the config first: it says what the rest is
+    for path in [config, *(p for p in files if p != config and not config_only)]:  # the config says what the rest is
         if (problem := file_problem(path)) is not None:
             return path, f"{role(path)} {problem}", None
     if (problem := _model_type_problem(json.loads(config.read_text()), trust_remote_code)) is not None:
         return config, *problem
+    if config_only:
+        return None
     names = {p.name for p in files}
     weights = [p for p in files if p.name.endswith(WEIGHT_SUFFIXES)]
     for index in (p for p in files if p.name.endswith(".index.json")):

@@ -20,7 +20,7 @@ from common.environments import interpreter, needs_dispatch, running_environment
 from common.storage import ensure_writable_dir, fingerprint, folder_problem, publish, staging_folder, writing
 from models.loading import load_tokenizer, pick_device
 from models.provenance import provenance
-from models.sources import model_identity, resolve_model_dir
+from models.sources import check_model_files, model_identity, resolve_model_dir
 from quantize.methods.base import QuantMethod, build_method
 
 log = logging.getLogger("quantize")
@@ -50,16 +50,17 @@ def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
     ensure_writable_dir("output_dir", job.output_dir)
     if method.requires_cuda and device != "cuda":
         raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
-    source_dir = resolve_model_dir(job.model)  # every file of the checkpoint checked, no weight loaded
+    source_dir = resolve_model_dir(job.model, config_only=True)
     try:
         model_config = AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code)
-        method.check_model(model_config)
+        method.check_model(model_config)  # a setting that does not fit the model: said before any file problem
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         if isinstance(error, ConfigError):
             raise
         raise BadFile(source_dir / "config.json", f"the model config cannot be used ({type(error).__name__}: "
                       f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})",
                       "the lab quantizes decoder-only transformers whose config transformers reads") from None
+    check_model_files(job.model, source_dir)  # every file of the checkpoint, no weight loaded
     return method, source_dir
 
 
