@@ -19,6 +19,7 @@ with a warning, when it is missing, unreadable or out of date.
 
 from __future__ import annotations
 
+import csv as _csv
 import json
 import logging
 from pathlib import Path
@@ -127,11 +128,18 @@ def table_problem(results_dir: Path, records: list[str]) -> Optional[str]:
         return f"{parquet} {problem}"
     if not records:
         return None
-    try:
-        in_csv = pd.read_csv(csv)["record"].astype(str).tolist()
-    except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        return f"{csv} is not a valid table ({type(error).__name__}: {str(error).strip()[:120]})"
     frame = pd.read_parquet(parquet)
+    try:
+        with open(csv, newline="", encoding="utf-8") as handle:
+            rows = list(_csv.reader(handle))
+    except (UnicodeDecodeError, _csv.Error) as error:
+        return f"{csv} is not a valid CSV table ({type(error).__name__}: {str(error).strip()[:120]})"
+    if not rows or rows[0] != list(frame.columns):
+        return f"{csv} does not have the columns of {parquet.name} (damaged or out of date)"
+    short = next((number for number, row in enumerate(rows[1:], 2) if len(row) != len(rows[0])), None)
+    if short is not None:
+        return f"{csv} is truncated or damaged (line {short} does not have the {len(rows[0])} fields of its header)"
+    in_csv = [row[rows[0].index("record")] for row in rows[1:]] if "record" in rows[0] else []
     in_parquet = frame["record"].astype(str).tolist() if "record" in frame.columns else []
     expected = sorted(map(_record_key, records))
     for path, listed in ((parquet, in_parquet), (csv, in_csv)):
