@@ -66,9 +66,10 @@ def load_model(folder: Path, *, dtype: str | None = None, device: str = "auto", 
     try:
         model, tokenizer = LOADERS[loader](folder, dtype, pick_device(device), **kwargs)
     except Exception as error:
-        if isinstance(error, ConfigError) or not looks_damaged(error):
+        cause = None if isinstance(error, ConfigError) else damage_in(error)
+        if cause is None:
             raise
-        raise BadFile(folder, f"loading it failed, a file is damaged ({type(error).__name__}: {_first_line(error)})",
+        raise BadFile(folder, f"loading it failed, a file is damaged ({type(cause).__name__}: {_first_line(cause)})",
                       "rebuild or re-download it") from None
     return model.eval(), tokenizer
 
@@ -82,19 +83,23 @@ _DAMAGED_WORDS = ("pytorchstreamreader failed", "not a valid json", "invalid loa
                   "failed to read", "invalid header", "error while deserializing")
 
 
-def looks_damaged(error: BaseException) -> bool:
-    """Whether `error` (or one it was raised from) is what a damaged file makes a loader raise."""
+def damage_in(error: BaseException):
+    """The error in `error`'s chain (itself, or one it was raised from) that a damaged file
+    makes a loader raise, or None."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if type(error).__name__ in _DAMAGED_TYPES or any(w in str(error).lower() for w in _DAMAGED_WORDS):
-            return True
+            return error
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
+    if "WeightsUnpickler error:" in text:  # torch.load's first lines are about weights_only, not the file
+        after = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
+        return f"its pickle does not read: {after[0][:160]}" if after else "its pickle does not read"
     return text.splitlines()[0][:200] if text else type(error).__name__
 
 
