@@ -3,8 +3,9 @@ a clean stop on Ctrl-C (SIGINT) or SIGTERM.
 
 `run_command(main, argv)` is the body of a command module's `if __name__ == "__main__"`:
   - a `LabError` (a bad setting, a damaged input file, a full disk) is `error: <one line>`
-    on stderr and its exit code (2 for settings and files, 1 otherwise); an OSError that
-    says the disk is full, raised where the lab did not expect a write, is said the same way;
+    on stderr and its exit code (2 for settings and files, 1 otherwise); an error that says
+    the disk is full, raised by a write outside the lab's own helpers (a library's cache,
+    wrapped in its own error types or not), is said the same way;
   - SIGINT and SIGTERM raise `Interrupted` in the main thread, which unwinds the run through
     the same `finally`/`except` blocks that remove temporary files and staging folders
     (`common.storage`), then `interrupted; nothing half-written was kept; rerun to resume`
@@ -76,11 +77,20 @@ def run_command(main: Callable[[list[str]], int], argv: Sequence[str]) -> int:
         return _last_word(INTERRUPTED, 128 + signal.SIGINT)
     except LabError as error:
         return _last_word(f"error: {error}", error.exit_code)
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - only a full disk is said here; anything else keeps its traceback
         if not is_disk_full(error):
             raise
-        where = f" writing {error.filename}" if getattr(error, "filename", None) else ""
+        filename = next((e.filename for e in _chain(error) if isinstance(e, OSError) and e.filename), None)
+        where = f" writing {filename}" if filename else ""
         return _last_word(f"error: no space left on device{where}: free some space and rerun", 1)
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def _last_word(line, code: int) -> int:

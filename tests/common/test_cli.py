@@ -76,3 +76,34 @@ def test_a_lab_error_is_one_line_and_its_exit_code(tmp_path):
     returncode, lines = finish(start("fail", tmp_path))
     assert returncode == 2
     assert lines == [f"error: {tmp_path / 'config.json'}: the model config is not valid JSON; re-download it"]
+
+
+@pytest.fixture
+def keep_signal_handlers():
+    """run_command installs its handlers in this (pytest's) process: put pytest's back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_a_full_disk_inside_a_library_is_one_line_and_other_errors_keep_their_traceback(capsys, keep_signal_handlers):
+    import errno
+
+    from common.cli import run_command
+
+    def library_write(argv):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/cache/datasets/x.arrow")
+        except OSError as error:
+            raise RuntimeError("An error occurred while generating the dataset") from error
+
+    assert run_command(library_write, []) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no space left on device writing /cache/datasets/x.arrow: free some space and rerun"]
+
+    def bug(argv):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        run_command(bug, [])
