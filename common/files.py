@@ -173,6 +173,27 @@ def jsonl_problem(path: Path) -> Optional[str]:
     return _jsonl(read_bytes(path))[1]
 
 
+def jsonl_ends_problem(path: Path, window: int = 1 << 20) -> Optional[str]:
+    """`jsonl_problem` on the first and the last line only (a whole file is read when it is
+    smaller than 2 x `window`): what damage to the whole file, or to its end, shows, at the
+    cost of two reads however many lines it has."""
+    size = Path(path).stat().st_size
+    if size <= 2 * window or Path(path).suffix != ".jsonl":
+        return jsonl_problem(path)
+    with open(path, "rb") as handle:
+        head = handle.read(window)
+        handle.seek(size - window)
+        tail = handle.read()
+    first = head.split(b"\n", 1)[0]
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if b"\n" not in head or b"\n" not in tail.rstrip(b"\n"):
+        return jsonl_problem(path)  # lines longer than the window
+    problem = _jsonl(first + b"\n")[1]
+    if problem is None and (problem := _jsonl(last + b"\n")[1]) is not None:
+        problem = f"has a damaged last line (it {problem.removeprefix('line 1 ')})"
+    return problem
+
+
 def read_jsonl(path: Path, advice: str = "") -> list[dict]:
     rows, problem = _jsonl(read_bytes(path))
     if problem:
@@ -308,8 +329,9 @@ def parquet_problem(path: Path) -> Optional[str]:
     return None
 
 
-def file_problem(path: Path) -> Optional[str]:
-    """The check that fits the file's name (an unknown kind of file: None)."""
+def file_problem(path: Path, *, quick: bool = False) -> Optional[str]:
+    """The check that fits the file's name (an unknown kind of file: None); `quick`: a JSON
+    lines file only by its first and last lines (`jsonl_ends_problem`)."""
     path = Path(path)
     name = path.name
     if name.endswith(".safetensors"):
@@ -321,7 +343,7 @@ def file_problem(path: Path) -> Optional[str]:
     if name.endswith(".json"):
         return json_problem(path)
     if name.endswith(".jsonl"):
-        return jsonl_problem(path)
+        return jsonl_ends_problem(path) if quick else jsonl_problem(path)
     if name.endswith((".jinja", ".txt")):
         return text_problem(path)
     if name.endswith((".yaml", ".yml")):

@@ -98,12 +98,14 @@ def check_manifest(folder: Path) -> tuple[Optional[dict], Optional[str]]:
 def folder_problem(folder: Path) -> Optional[str]:
     """What is wrong with a published folder, or None: its manifest and listed files as
     `check_manifest` sees them, then each listed file's content as its format says (a
-    safetensors header, a torch.save archive, JSON, JSON lines; see common.files)."""
+    safetensors header, a torch.save archive, JSON; a JSON lines file by its first and last
+    lines, so that reading every record of a large results store stays cheap; see
+    common.files). Sizes are in the manifest, so a truncated file is always found."""
     manifest, problem = check_manifest(folder)
     if problem:
         return problem
     for name in manifest["files"]:
-        if (problem := file_problem(Path(folder) / name)) is not None:
+        if (problem := file_problem(Path(folder) / name, quick=True)) is not None:
             return f"{role(Path(name))} {name} {problem}"
     return None
 

@@ -142,3 +142,16 @@ def test_a_truncated_gzip_file_is_a_bad_file(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(BadFile, match="is not a complete .gz archive"):
         files.read_text(path)
+
+
+def test_a_large_jsonl_file_is_judged_by_its_first_and_last_lines(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    line = json.dumps({"doc_id": 0, "text": "x" * 200}) + "\n"
+    path.write_text(line * 20000)  # ~4 MB: more than two windows
+    assert files.jsonl_ends_problem(path) is None
+    data = bytearray(path.read_bytes())
+    data[-50:-1] = b"\xff" * 49
+    path.write_bytes(bytes(data))
+    assert files.jsonl_ends_problem(path).startswith("has a damaged last line (it is not UTF-8 text")
+    path.write_bytes(b"{not json}\n" + bytes(data[11:]))
+    assert files.jsonl_ends_problem(path).startswith("line 1 is not valid JSON")
