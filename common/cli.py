@@ -46,14 +46,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _on_signal(signum, frame):
-    for other in SIGNALS:  # the run now unwinds: a second Ctrl-C must not cut its cleanup short
+    # The run now unwinds: a second Ctrl-C (or the one `dispatch` forwards to a child that had
+    # it from the terminal already) must not cut its cleanup short. SIG_IGN, not a Python
+    # function: the interpreter resets its own handlers to the default when it finalizes, and
+    # a signal arriving then would kill the process after it said its line.
+    for other in SIGNALS:
         if signal.getsignal(other) is _on_signal:
-            signal.signal(other, _ignore_while_unwinding)
+            signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
-
-
-def _ignore_while_unwinding(signum, frame):
-    pass
 
 
 def install_signal_handlers() -> None:
