@@ -24,12 +24,25 @@ from common.storage import publish, staging_folder  # noqa: E402
 from configs.errors import BadFile  # noqa: E402
 
 
+class _SlowExit:
+    """Torch's teardown, in small: an object whose clean-up takes a second while the interpreter
+    finalizes its modules, after it has given its signal handlers back to the system."""
+
+    def __del__(self):
+        time.sleep(1.0)
+
+
+_SLOW_EXIT = None
+
+
 def main(argv: list[str]) -> int:
     mode, folder = argv[0], Path(argv[1])
     if mode == "fail":
         raise BadFile(folder / "config.json", "the model config is not valid JSON", "re-download it")
     if mode == "dispatch":
         return dispatch("main", "tests.common.cli_command", ["work", str(folder)], "the test command")
+    global _SLOW_EXIT
+    _SLOW_EXIT = _SlowExit()
     with staging_folder(folder / "artifact") as staging:
         (staging / "weights.bin").write_bytes(b"x" * 1000)
         print("ready", flush=True)
