@@ -17,6 +17,13 @@ to `seq_len` tokens, or, with `pack`, a `seq_len` window of the records' concate
 
 The samples are cached under `<cache root>/calibration/` by a fingerprint of (source
 description, settings, tokenizer); the fingerprint goes into the artifact's manifest.
+
+A local file is checked before it is read: text must be UTF-8 (a byte-order mark is
+dropped); a file in another encoding is refused with the encoding its bytes look like and
+the `iconv` command that converts it, rather than decoded with replacement characters,
+which would quietly change the calibration text and so the quantized weights. A .jsonl
+line that is not a JSON object, a .json that is not JSON, a .parquet that does not read:
+each is one line naming the file and where.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from common.files import bad_file, json_problem, jsonl_problem, parquet_problem, read_text, text_problem
 from common.storage import cache_root, write_json_atomic
 from configs.calibration_sources import FILE_PREFIX, LOCAL_BUILDERS, local_file, looks_local, resolve, suffix
-from configs.errors import ConfigError
+from configs.errors import BadFile, ConfigError
 from configs.schema import CalibrationConfig
 from models import tiny
 
@@ -126,10 +134,12 @@ def _local_path(cfg: CalibrationConfig, model) -> Optional[Path]:
 def _records(cfg: CalibrationConfig, path: Optional[Path]) -> Iterator:
     """The records in seeded random order: strings (.txt lines) or dicts."""
     if path is not None and suffix(path) == ".txt":
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in read_text(path, FIX_FILE).splitlines() if line.strip()]
         random.Random(cfg.seed).shuffle(lines)
         yield from lines
         return
+    if path is not None:
+        _check_file(path)
     dataset = _load_dataset(cfg, path)
     if cfg.text_field not in dataset.column_names:
         raise ConfigError(
@@ -139,6 +149,25 @@ def _records(cfg: CalibrationConfig, path: Optional[Path]) -> Iterator:
     yield from dataset.shuffle(seed=cfg.seed)
 
 
+FIX_FILE = "fix the calibration file"
+
+
+def _check_file(path: Path) -> None:
+    """A local data file checked before `datasets` reads it (its errors name no file)."""
+    kind = suffix(path)
+    check = {".jsonl": jsonl_problem, ".json": _json_or_lines_problem, ".csv": text_problem,
+             ".parquet": parquet_problem}.get(kind)
+    problem = check(path) if check else None
+    if problem is not None:
+        raise bad_file(path, problem, FIX_FILE)
+
+
+def _json_or_lines_problem(path: Path) -> Optional[str]:
+    """`datasets` reads a .json file holding one document or JSON lines (c4's shards)."""
+    problem = json_problem(path, kind=(list, dict))
+    return None if problem is None or jsonl_problem(path) is None else problem
+
+
 def _load_dataset(cfg: CalibrationConfig, path: Optional[Path]):
     import datasets
 
@@ -146,7 +175,13 @@ def _load_dataset(cfg: CalibrationConfig, path: Optional[Path]):
         if path is not None:  # a local file in the set's schema: same code path, no Hub
             return datasets.load_dataset(LOCAL_BUILDERS[suffix(path)], data_files=str(path), split="train")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split, data_files=cfg.data_files)
-    except (ConnectionError, FileNotFoundError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - datasets raises many types; one line either way
+        if not isinstance(error, (ConnectionError, FileNotFoundError, OSError, ValueError)) and path is None:
+            raise
+        if path is not None:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise BadFile(path, f"cannot be read as {LOCAL_BUILDERS[suffix(path)]} ({type(error).__name__}: "
+                          f"{reason[:200]})", FIX_FILE) from None
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(
             f"calibration={cfg.source}: cannot load dataset {cfg.dataset!r} ({reason[:200]}); "
@@ -231,11 +266,14 @@ def _file_hash(path: Path) -> str:
 
 
 def _read_cache(cache_file: Path, key: str) -> Optional[list[list[int]]]:
+    """The cached samples, or None (none yet, another key's, or a damaged file: remade)."""
     try:
         cached = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         return None
-    return cached["samples"] if cached.get("fingerprint") == key else None
+    samples = cached.get("samples") if isinstance(cached, dict) and cached.get("fingerprint") == key else None
+    valid = isinstance(samples, list) and all(isinstance(s, list) and all(isinstance(t, int) for t in s) for s in samples)
+    return samples if valid else None
 
 
 def _write_cache(cache_file: Path, key: str, samples: list[list[int]]) -> None:

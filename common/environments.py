@@ -8,17 +8,20 @@ evaluate run|sweep` validate everything in the environment they were started in,
 when the work belongs to another environment, re-run the same command line with that
 environment's interpreter (`dispatch`): a plain subprocess that reads the config and
 paths and writes its artifact or records like any other run. If the environment is not
-built, one line says what is missing and the command that builds it.
+built, one line says what is missing and the command that builds it. Ctrl-C or SIGTERM
+reaches the child too: it stops cleanly and says so, and the parent exits with its code.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
+from common.cli import SIGNALS, Interrupted
 from configs.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -83,8 +86,35 @@ def dispatch(environment: str, module: str, argv: list[str], what: str, alternat
     python = interpreter(environment, what, alternative)
     print(f"{what}: running it with {python}", file=sys.stderr, flush=True)
     env = {**os.environ, DISPATCHED: environment}
-    code = subprocess.run([str(python), "-m", module, *argv], env=env, check=False).returncode
+    # The child starts with SIGINT and SIGTERM blocked (a signal mask survives exec) and lets
+    # them through once its handlers are installed (common.cli): one that arrives while it
+    # starts is then handled like any other, not a traceback from the middle of an import.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        process = subprocess.Popen([str(python), "-m", module, *argv], env=env)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt as interrupt:  # Interrupted (common.cli), or Ctrl-C without its handler
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        process.send_signal(signum)  # it may have had it from the terminal too: it ignores a second one
+        code = _wait_or_kill(process, CHILD_STOP_SECONDS)
+        if code == 128 + signum:  # it stopped cleanly and said so
+            raise Interrupted(signum, said=True) from None
+        raise
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell reports it
+
+
+CHILD_STOP_SECONDS = 120  # for an interrupted child to remove its temporary files and exit
+
+
+def _wait_or_kill(process: subprocess.Popen, seconds: float) -> int:
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def manifest_environment(manifest: dict | None) -> str:

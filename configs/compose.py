@@ -12,7 +12,9 @@ import functools
 import os
 import threading
 from pathlib import Path
+from typing import Optional
 
+import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -21,7 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from configs.errors import ConfigError
+from configs.errors import BadFile, ConfigError
 from configs.eval_schema import EvalRunConfig
 from configs.report_schema import ReportConfig
 from configs.schema import QuantizeJobConfig
@@ -53,10 +55,69 @@ def group_choices(group: str) -> list[str]:
 
 def compose(config_name: str, overrides: list[str]):
     """The validated, typed config object for `config_name` with `overrides` applied."""
-    overrides = [_expand_shorthand(o) for o in overrides]
-    overrides = [item for o in overrides for item in o]
+    return _to_job(_compose_expanded(config_name, overrides), config_name)
+
+
+def describe_config(config_name: str, overrides: list[str], check=None) -> tuple[str, Optional[ConfigError]]:
+    """What `--cfg` prints: the composed config as YAML, and the error that validating it
+    raises (the schema's `validate()`, then `check(job)` if given), or None when it is valid.
+    A config that does not even compose (an unknown key or group choice) raises instead."""
+    cfg = _compose_expanded(config_name, overrides)
+    text = OmegaConf.to_yaml(cfg)
+    try:
+        job = _to_job(cfg, config_name)
+        if check is not None:
+            check(job)
+    except ConfigError as error:
+        return text, error
+    return text, None
+
+
+def _compose_expanded(config_name: str, overrides: list[str]):
+    overrides = [item for o in overrides for item in _expand_shorthand(o)]
     _check_group_choices(overrides)
-    cfg = _compose_with_method_keys(config_name, overrides)
+    _check_yamls(config_name, overrides)
+    return _compose_with_method_keys(config_name, overrides)
+
+
+def _check_yamls(config_name: str, overrides: list[str]) -> None:
+    """The YAML files this composition reads (the primary config and the chosen option of
+    each of its groups), each UTF-8 YAML holding settings. An emptied option file would
+    otherwise compose silently into the schema's defaults (method=rtn running method none)."""
+    primary = CONFIG_DIR / f"{config_name}.yaml"
+    if not primary.is_file():
+        return  # Hydra says it is missing
+    chosen = {key.lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)}
+    for entry in _read_yaml(primary).get("defaults") or []:
+        if isinstance(entry, dict):
+            for group, default in entry.items():
+                option = chosen.get(group, default)
+                path = CONFIG_DIR / group / f"{option}.yaml"
+                if path.is_file():
+                    _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BadFile(path, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line})", "save it as UTF-8") from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise BadFile(path, f"is not valid YAML ({problem}{at})", "fix it, or restore it from git") from None
+    if not isinstance(value, dict) or not value:
+        what = "no settings (it is empty or only comments)" if not value else f"a YAML {type(value).__name__}, not settings"
+        raise BadFile(path, f"holds {what}", "fix it, or restore it from git")
+    return value
+
+
+def _to_job(cfg, config_name: str):
     try:
         job = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
@@ -76,8 +137,22 @@ def compose_dict(config_name: str, overrides: list[str]):
                 return hydra_compose(config_name=config_name, overrides=overrides)
         except (HydraException, OmegaConfBaseException) as error:
             raise _as_config_error(error, config_name) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:  # a config YAML that is not UTF-8 YAML
+            raise _bad_yaml(error) from None
         finally:
             GlobalHydra.instance().clear()
+
+
+def _bad_yaml(error: Exception) -> ConfigError:
+    """The YAML file under hydra_conf/ that Hydra could not read, named, with what is wrong."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    candidates = [Path(mark.name)] if mark is not None and Path(mark.name).is_file() else sorted(CONFIG_DIR.rglob("*.yaml"))
+    for path in candidates:
+        try:
+            _read_yaml(path)
+        except BadFile as bad:
+            return bad
+    return ConfigError(f"a config YAML under {CONFIG_DIR} cannot be read: {str(error).splitlines()[0]}")
 
 
 def _compose_with_method_keys(config_name: str, overrides: list[str]):
@@ -141,7 +216,12 @@ def _as_config_error(error: Exception, config_name: str) -> ConfigError:
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
     full_key = getattr(cause, "full_key", None)
     message = getattr(cause, "msg", None) or str(cause)
-    message = message.strip().splitlines()[0] if message.strip() else type(cause).__name__
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    message = lines[0] if lines else type(cause).__name__
+    if message.endswith(":") and len(lines) > 1:  # "In 'sweep/x': ValidationError raised while composing config:"
+        message = _in_file(message.replace(" ValidationError raised while composing config:", "")) + " " + lines[1]
+        key = next((line.split(":", 1)[1].strip() for line in lines[2:] if line.startswith("full_key:")), "")
+        message += f" (setting {key})" if key else ""
     if full_key and "missing mandatory value" in message:
         return ConfigError(f"missing required setting {full_key!r}: add {full_key}=<value>")
     if full_key and "not in" in message:
@@ -152,6 +232,15 @@ def _as_config_error(error: Exception, config_name: str) -> ConfigError:
     if full_key:
         return ConfigError(f"{full_key}: {message}")
     return ConfigError(message)
+
+
+def _in_file(message: str) -> str:
+    """Hydra's "In 'sweep/x': ..." with the YAML file named, for a user who wrote it."""
+    if message.startswith("In '") and "'" in message[4:]:
+        name = message[4:].split("'", 1)[0]
+        if (CONFIG_DIR / f"{name}.yaml").is_file():
+            return message.replace(f"In '{name}'", f"In {CONFIG_DIR / name}.yaml", 1)
+    return message
 
 
 def _valid_keys(schema: type, parent: str) -> str:

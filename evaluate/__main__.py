@@ -8,10 +8,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from common.cli import run_command
 from common.environments import dispatch, manifest_environment, needs_dispatch
-from common.storage import read_manifest
-from configs.compose import compose, compose_dict, group_choices
-from configs.errors import ConfigError
+from common.storage import ensure_writable_dir, read_manifest
+from configs.compose import compose, compose_dict, describe_config, group_choices
+from configs.errors import ConfigError, LabError
 
 # Each command imports its stage when it runs, not here: `--help` and a bad setting answer
 # before torch, lm-eval and scipy load, and a command runs in an environment that has only
@@ -42,8 +43,15 @@ sweep    quantize + evaluate every (model, method, bits) cell of a sweep; resuma
   --dry-run       list the cells with their status and memory estimate, run nothing
   --retry-failed  also rerun the cells that failed before
 
-  --cfg    print the composed config and exit
+  --cfg    print the composed config and exit (run, report: validated; it says what was checked)
+
+A bad setting or a damaged input file is one line (exit code 2); Ctrl-C or SIGTERM stops
+run and report cleanly (exit code 130 / 143) and a rerun resumes.
 """
+CFG_CHECKED = {
+    "run": "# valid: the settings, results_dir; checked when it runs: the artifact's files, the tasks, data files",
+    "report": "# valid: the settings; checked when it runs: the records in results_dir",
+}
 
 
 def main(argv: list[str]) -> int:
@@ -61,13 +69,13 @@ def main(argv: list[str]) -> int:
 
         return run_cell_from_spec(args[0])
     if command == "report":
-        from report.cli import main as report_main  # its stage, imported when run (see above)
-
-        return report_main(args)
+        return report(args)
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; choices: {', '.join([*COMMANDS, 'report'])}", file=sys.stderr)
         return 2
     try:
+        if "--cfg" in args and command == "run":
+            return print_config(command, [a for a in args if a != "--cfg"])
         if "--cfg" in args:
             print(OmegaConf.to_yaml(compose_dict(COMMANDS[command], [a for a in args if a != "--cfg"])))
             return 0
@@ -83,12 +91,54 @@ def main(argv: list[str]) -> int:
         from evaluate.run import evaluate_artifact  # its stage, imported when run (see above)
 
         folders = evaluate_artifact(job)
-    except ConfigError as error:
+    except LabError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     print("\n".join(str(folder) for folder in folders))
     return 0
 
 
+def report(args: list[str]) -> int:
+    """`report`: the results table checked (rebuilt from the records, with a warning, if it
+    is damaged or out of date), then the report stage."""
+    try:
+        if "--cfg" in args:
+            return print_config("report", [a for a in args if a != "--cfg"])
+        try:
+            results_dir = compose("report", args).results_dir
+        except ConfigError:
+            results_dir = None  # the report stage says what is wrong with the settings
+        if results_dir is not None:
+            from evaluate import store  # pandas: loaded when a command needs it (see above)
+
+            store.ensure_table(Path(results_dir))
+        from report.cli import main as report_main  # its stage, imported when run (see above)
+
+        return report_main(args)
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def print_config(command: str, overrides: list[str]) -> int:
+    """`--cfg`: the composed config, then whether it is valid and what was checked."""
+
+    def check(job) -> None:
+        if command == "run":
+            ensure_writable_dir("results_dir", job.results_dir)
+
+    text, error = describe_config(COMMANDS.get(command, command), overrides, check)
+    print(text.rstrip("\n"))
+    if error is not None:
+        print(f"error: {error} (the config printed above is not valid)", file=sys.stderr)
+        return error.exit_code
+    print(CFG_CHECKED[command])
+    return 0
+
+
+# run and report stop cleanly on Ctrl-C / SIGTERM and say failures in one line (common.cli);
+# sweep and its cells keep their own handling (sweep/).
+SHELLED = ("run", "report")
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]) if sys.argv[1:2] and sys.argv[1] in SHELLED else main(sys.argv[1:]))

@@ -10,11 +10,15 @@ the vocabulary (the tiny family).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
-from evaluate.records import mean_and_stderr
+from common.files import torch_file_problem
 from common.storage import replace_atomically
+from evaluate.records import mean_and_stderr
+
+log = logging.getLogger(__name__)
 
 
 def reference_distribution(model, tokenizer, prompts: list[str], *, top_k: int, max_tokens: int) -> list[dict]:
@@ -65,9 +69,21 @@ def save_reference(path: Path, reference: list[dict]) -> None:
 
 
 def load_reference(path: Path):
+    """The cached reference distribution, or None: none yet, or a damaged cache file (named
+    in a warning and removed; it is derived, so it is made again)."""
     import torch
 
-    return torch.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    problem = torch_file_problem(path)
+    if problem is None:
+        try:
+            return torch.load(path)
+        except Exception as error:  # noqa: BLE001 - whatever a damaged pickle raises, the cache is remade
+            problem = f"does not load ({type(error).__name__}: {str(error).strip()[:120]})"
+    log.warning("the cached KL reference %s %s; computing it again", path, problem)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def flips(rows: list[dict], baseline_rows: list[dict]) -> dict:

@@ -19,7 +19,9 @@ from typing import Optional
 
 import yaml
 
-from configs.errors import ConfigError
+from common.files import yaml_problem
+from common.storage import scratch_folder, writing
+from configs.errors import BadFile, ConfigError
 from tasks import TASKS_DIR
 from tasks.prompts import task_config
 
@@ -52,19 +54,26 @@ def run_tasks(
     seed: int = 0,
     enable_thinking: Optional[bool] = None,
     think_end_token: Optional[str] = None,
+    scratch_dir: Optional[Path] = None,
 ) -> dict[str, TaskRun]:
     """Run `tasks` on the loaded model. `enable_thinking` (None: not passed) goes to the chat
-    template; with it true, lm-eval scores only the text after `think_end_token`."""
+    template; with it true, lm-eval scores only the text after `think_end_token`. The task
+    YAMLs that point tasks at local data files go to a temporary folder under `scratch_dir`
+    (the results folder: removed when done, or by the next run if this one is killed),
+    else under the system's temporary directory."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    with tempfile.TemporaryDirectory(prefix="lab-tasks-") as overrides_dir:
+    scratch = (scratch_folder(scratch_dir, "lab-tasks") if scratch_dir is not None
+               else tempfile.TemporaryDirectory(prefix="lab-tasks-"))
+    with scratch as overrides_dir:
         include = [str(TASKS_DIR)] + ([include_path] if include_path else [])
-        for task, path in (data_files or {}).items():
-            _write_local_data_task(Path(overrides_dir), task, Path(path))
+        with writing("lm-eval's task files", Path(overrides_dir).parent):
+            for task, path in (data_files or {}).items():
+                _write_local_data_task(Path(overrides_dir), task, Path(path))
         if data_files:
-            include.append(overrides_dir)
+            include.append(str(overrides_dir))
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, enable_thinking=enable_thinking,
                   think_end_token=think_end_token if enable_thinking else None)
         results = simple_evaluate(
@@ -104,6 +113,8 @@ def check_tasks(eval_config) -> None:
     if eval_config.enable_thinking:
         _check_generative(eval_config.tasks)
     include_path = eval_config.include_path
+    if include_path:
+        _check_include_path(Path(include_path))
     if all(map(task_yaml, tasks)) and not include_path:
         return
     known = _known_tasks(include_path)
@@ -113,6 +124,16 @@ def check_tasks(eval_config) -> None:
                  for task in unknown]
         raise ConfigError(f"eval.tasks: lm-eval knows no task {'; '.join(hints)}; list them with `lm_eval --tasks list`"
                           + (f" (include path {include_path})" if include_path else ""))
+
+
+def _check_include_path(folder: Path) -> None:
+    """The user's task YAMLs, each readable (lm-eval would skip or fail on a broken one deep
+    in its task index)."""
+    if not folder.is_dir():
+        raise ConfigError(f"eval.include_path={str(folder)!r}: no such folder")
+    for path in sorted(folder.rglob("*.yaml")):
+        if (problem := yaml_problem(path)) is not None:
+            raise BadFile(path, f"the task YAML {problem}", "fix it, or remove it from eval.include_path")
 
 
 def _check_generative(tasks: list[str]) -> None:

@@ -16,17 +16,22 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from configs.errors import ConfigError
+from common.files import file_problem, read_jsonl
+from configs.errors import BadFile, ConfigError
 from configs.eval_schema import EvalRunConfig
 from evaluate import diagnostics, records, store
 from evaluate.harness import check_tasks, run_tasks, task_yaml
 from evaluate.speed import measure_speed
-from common.storage import ensure_writable_dir, fingerprint, read_manifest, replace_atomically
+from common.storage import (MANIFEST, ensure_writable_dir, fingerprint, folder_problem, read_manifest,
+                            replace_atomically)
 from models.loading import load_model, pick_device
 from models.provenance import provenance
+from models.sources import check_checkpoint
 from tasks.prompts import task_config
 
 log = logging.getLogger("evaluate")
+
+REBUILD = "rebuild it with the `python -m quantize` command that made it (a damaged artifact is replaced)"
 
 
 @dataclasses.dataclass
@@ -48,15 +53,23 @@ def evaluate_artifact(job: EvalRunConfig) -> list[Path]:
         evaluate_artifact(dataclasses.replace(job, artifact=str(baseline), baseline=None))
     data_files = resolve_data_files(job, manifest)
     planned = plan_records(job, artifact, manifest, data_files)
-    pending = [p for p in planned if store.find_record(p.folder) is None]
+    pending, damaged = [], set()
+    for plan in planned:
+        record, problem = store.check_record(plan.folder)
+        if problem is not None:
+            log.warning("the record %s is damaged (%s); recomputing it", plan.folder, problem)
+            damaged.add(plan.folder)
+        if record is None:
+            pending.append(plan)
     if not pending:
         log.info("every record already exists for %s; nothing to do", artifact.name)
+        store.ensure_table(Path(job.results_dir))
         return [p.folder for p in planned]
     _set_threads(job.threads)
     started = time.perf_counter()
     model, tokenizer = load_model(artifact, device=job.device)
     load_seconds = time.perf_counter() - started
-    context = _Context(job, artifact, manifest, baseline, model, tokenizer, load_seconds, data_files)
+    context = _Context(job, artifact, manifest, baseline, model, tokenizer, load_seconds, data_files, damaged)
     task_plans = [p for p in pending if p.task not in ("speed", "kl_divergence")]
     if task_plans:
         _evaluate_tasks(context, task_plans)
@@ -106,14 +119,42 @@ def find_baseline(job: EvalRunConfig, artifact: Path, manifest: dict) -> Optiona
         return None
     if job.baseline != "auto":
         folder = Path(job.baseline).expanduser().resolve()
-        if read_manifest(folder) is None:
-            raise ConfigError(f"baseline={job.baseline!r} is not a complete artifact folder (no valid manifest.json)")
+        check_artifact(folder, "baseline")
         return folder
     for candidate in sorted(artifact.parent.glob("none-*")):
-        other = read_manifest(candidate)
-        if other and other["model"]["identity"] == manifest["model"]["identity"] and other["model"]["dtype"] == manifest["model"]["dtype"]:
+        other = _raw_manifest(candidate)
+        if other is None:
+            log.warning("not considering %s as the baseline: its %s is missing or damaged", candidate, MANIFEST)
+            continue
+        model = other.get("model") if isinstance(other.get("model"), dict) else {}
+        if model.get("identity") == manifest["model"]["identity"] and model.get("dtype") == manifest["model"]["dtype"]:
+            problem = folder_problem(candidate)
+            if problem is not None:
+                raise BadFile(f"baseline {candidate}", f"the baseline artifact of this model is damaged: {problem}",
+                              f"{REBUILD}, or evaluate without it: baseline=null")
             return candidate
     return None
+
+
+def _raw_manifest(folder: Path) -> Optional[dict]:
+    """The manifest's content however damaged the folder is, if its JSON reads."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def check_artifact(folder: Path, setting: str = "artifact") -> dict:
+    """The manifest of a complete, readable artifact folder; else one BadFile line naming the
+    file that is missing or damaged and how (a weights file, the manifest, a tokenizer file)."""
+    problem = folder_problem(folder)
+    if problem is not None:
+        advice = "create one with python -m quantize" if f"has no {MANIFEST}" in problem or "does not exist" in problem else REBUILD
+        raise BadFile(f"{setting} {folder}", problem, advice)
+    manifest = read_manifest(folder)
+    check_checkpoint(folder, advice=REBUILD, trust_remote_code=bool(manifest["model"].get("trust_remote_code")))
+    return manifest
 
 
 def resolve_data_files(job: EvalRunConfig, manifest: dict) -> dict[str, str]:
@@ -130,8 +171,18 @@ def resolve_data_files(job: EvalRunConfig, manifest: dict) -> dict[str, str]:
             value = str(_tiny_data_file(root / "data", value.removeprefix("tiny:"), Path(job.results_dir)))
         if not Path(value).is_file():
             raise ConfigError(f"eval.data_files.{task}={value!r}: no such file")
+        _check_data_file(Path(value), f"eval.data_files.{task}")
         resolved[task] = str(Path(value).resolve())
     return resolved
+
+
+def _check_data_file(path: Path, setting: str) -> None:
+    """A task's local data file, checked before any model loads (lm-eval reads it through
+    `datasets`, which would fail later, deep in its own code)."""
+    rows = read_jsonl(path, f"fix the file {setting} names") if path.suffix == ".jsonl" else None
+    problem = file_problem(path) if rows is None else ("has no records" if not rows else None)
+    if problem is not None:
+        raise BadFile(path, problem, f"fix the file {setting} names")
 
 
 def use_chat_template(job: EvalRunConfig, artifact: Path) -> bool:
@@ -168,6 +219,7 @@ class _Context:
     tokenizer: object
     load_seconds: float
     data_files: dict
+    damaged: set  # record folders found damaged: replaced when written again
 
 
 def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
@@ -180,7 +232,7 @@ def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
         num_fewshot=job.eval.num_fewshot, apply_chat_template=chat, max_gen_toks=job.eval.max_gen_toks,
         data_files={t: f for t, f in ctx.data_files.items() if t in {p.task for p in plans}},
         include_path=job.eval.include_path, seed=job.eval.seed, enable_thinking=thinking,
-        think_end_token=plans[0].settings.get("think_end_token"),
+        think_end_token=plans[0].settings.get("think_end_token"), scratch_dir=Path(job.results_dir),
     )
     seconds = time.perf_counter() - started
     for plan in plans:
@@ -192,7 +244,7 @@ def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
         record["task_type"] = "boxed" if boxed else run.output_type
         record["lm_eval"] = {k: records._plain(v) for k, v in run.metrics.items()}
         record["baseline"] = _baseline_comparison(ctx, plan, metrics, rows) if "correct" in (rows[0] if rows else {}) else None
-        store.write_record(plan.folder, record, rows)
+        store.write_record(plan.folder, record, rows, replace=plan.folder in ctx.damaged)
         log.info("%s %s: %s", ctx.artifact.name, plan.task, _summary(metrics))
 
 
@@ -233,7 +285,7 @@ def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
     speed["size_on_disk_bytes"] = ctx.manifest["size_on_disk_bytes"]
     record = _record(ctx, plan, {}, n=0, seconds=0.0)
     record["speed"] = speed
-    store.write_record(plan.folder, record, [])
+    store.write_record(plan.folder, record, [], replace=plan.folder in ctx.damaged)
 
 
 def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]) -> None:
@@ -253,7 +305,7 @@ def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]
     metrics = diagnostics.kl_to_reference(ctx.model, ctx.tokenizer, prompts, reference, max_tokens=settings.kl_max_tokens)
     record = _record(ctx, plan, metrics, n=metrics["n_prompts"], seconds=0.0)
     record["baseline"] = {"baseline_artifact": str(ctx.baseline), "baseline_fingerprint": base_manifest["fingerprint"]}
-    store.write_record(plan.folder, record, [])
+    store.write_record(plan.folder, record, [], replace=plan.folder in ctx.damaged)
 
 
 def _kl_prompts(ctx: _Context, planned: list[PlannedRecord]) -> list[str]:
@@ -297,11 +349,7 @@ def _summary(metrics: dict) -> str:
 
 
 def _manifest(artifact: Path) -> dict:
-    manifest = read_manifest(artifact)
-    if manifest is None:
-        raise ConfigError(f"artifact={str(artifact)!r} is not a complete artifact folder (no valid manifest.json); "
-                          "create one with python -m quantize")
-    return manifest
+    return check_artifact(artifact)
 
 
 def _is_baseline(manifest: dict) -> bool:
@@ -324,9 +372,10 @@ def _tiny_data_file(data_dir: Path, name: str, results_dir: Path) -> Path:
     if name != "text":
         return data_dir / f"tiny_{name}.jsonl"
     source = data_dir / "tiny_squad.jsonl"
+    rows = read_jsonl(source, "the tiny family's data is damaged: delete its folder and rerun to rebuild it")
     target = results_dir / "cache" / f"tiny_text-{_file_hash(str(source))}.jsonl"
-    if not target.is_file():
-        lines = [json.dumps({"text": json.loads(line)["context"]}) for line in source.read_text().splitlines()]
+    if not target.is_file() or file_problem(target) is not None:  # a derived file: (re)made from its source
+        lines = [json.dumps({"text": row.get("context", "")}) for row in rows]
         replace_atomically(target, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return target
 

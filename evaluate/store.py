@@ -10,19 +10,32 @@ A record folder is published exactly like an artifact (`common.storage`): writte
 a hidden name and renamed when complete, so concurrent writers (Slurm array tasks on a
 shared filesystem) and killed runs never leave a half-written record and need no locks.
 Looking a record up before evaluating makes a repeated evaluation do nothing.
+
+Records are checked where they are read (manifest, every file it lists and its size, each
+samples line): a damaged record is named in a warning and skipped by readers, and an
+evaluation recomputes it. The table is derived: `ensure_table` rebuilds it from the records,
+with a warning, when it is missing, unreadable or out of date.
 """
 
 from __future__ import annotations
 
+import csv as _csv
 import json
+import logging
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import pandas as pd
 
-from common.storage import publish, read_manifest, replace_atomically, staging_folder, write_json_atomic
+from common.files import parquet_problem, read_jsonl
+from common.storage import (check_manifest, folder_problem, publish, replace_atomically, staging_folder,
+                            write_json_atomic, writing)
+
+log = logging.getLogger(__name__)
 
 SAMPLES = "samples.jsonl"
+TABLES = ("table.parquet", "table.csv")
+REWRITE_RECORD = "it is recomputed by the next `python -m evaluate run` of its artifact (or delete the folder)"
 
 
 def record_folder(results_dir: Path, artifact_fingerprint: str, task: str, settings_fingerprint: str) -> Path:
@@ -30,31 +43,47 @@ def record_folder(results_dir: Path, artifact_fingerprint: str, task: str, setti
 
 
 def find_record(folder: Path) -> Optional[dict]:
-    """The complete record in `folder`, or None."""
-    return read_manifest(folder)
+    """The complete record in `folder`, or None (none there, or a damaged one: see check_record)."""
+    return check_record(folder)[0]
 
 
-def write_record(folder: Path, record: dict, samples: Iterable[dict]) -> Path:
-    """Publish a record and its samples atomically; an existing complete record wins."""
+def check_record(folder: Path) -> tuple[Optional[dict], Optional[str]]:
+    """(record, None) for a complete, readable record; (None, None) where there is none;
+    (None, what is wrong) for a damaged one (its manifest, a file it lists, a samples line)."""
+    if not Path(folder).exists():
+        return None, None
+    problem = folder_problem(folder)
+    if problem is not None:
+        return None, problem
+    return check_manifest(folder)[0], None
+
+
+def write_record(folder: Path, record: dict, samples: Iterable[dict], *, replace: bool = False) -> Path:
+    """Publish a record and its samples atomically; an existing complete record wins, unless
+    `replace` (the one there is damaged)."""
     with staging_folder(folder) as staging:
-        with open(staging / SAMPLES, "w") as handle:
+        with writing(f"{SAMPLES} of record {folder.parent.name}/{folder.name}", folder.parent), \
+                open(staging / SAMPLES, "w") as handle:
             for sample in samples:
                 handle.write(json.dumps(sample, default=str) + "\n")
-        return publish(staging, folder, {"kind": "eval_record", **record})
+        return publish(staging, folder, {"kind": "eval_record", **record}, replace=replace)
 
 
 def read_samples(folder: Path) -> list[dict]:
-    with open(Path(folder) / SAMPLES) as handle:
-        return [json.loads(line) for line in handle]
+    """The record's samples; a damaged samples file is a BadFile naming its line."""
+    return read_jsonl(Path(folder) / SAMPLES, REWRITE_RECORD)
 
 
 def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict]]:
-    """(folder, record) for every complete record; incomplete folders are skipped."""
+    """(folder, record) for every complete record. A damaged one is named in a warning and
+    skipped; staging folders of runs in progress are not records yet."""
     for folder in sorted((Path(results_dir) / "records").glob("*/*")):
-        if folder.name.startswith("."):
+        if folder.name.startswith(".") or not folder.is_dir():
             continue
-        record = read_manifest(folder)
-        if record is not None:
+        record, problem = check_record(folder)
+        if problem is not None:
+            log.warning("skipping the damaged record %s (%s); %s", folder, problem, REWRITE_RECORD)
+        elif record is not None:
             yield folder, record
 
 
@@ -72,6 +101,56 @@ def write_table(results_dir: Path) -> pd.DataFrame:
         replace_atomically(results_dir / name, lambda tmp: writer(tmp, index=False))
     write_json_atomic(results_dir / "table.columns.json", list(frame.columns))
     return frame
+
+
+def ensure_table(results_dir: Path) -> Optional[pd.DataFrame]:
+    """The table, rebuilt from the records with a warning when it is missing, not readable
+    (not Parquet, emptied, truncated, not CSV) or does not list the records there are; None
+    where there are no records and no table."""
+    results_dir = Path(results_dir)
+    if not (results_dir / "records").is_dir() and not any((results_dir / name).exists() for name in TABLES):
+        return None
+    records = [str(folder) for folder, _ in iter_records(results_dir)]
+    problem = table_problem(results_dir, records)
+    if problem is None:
+        return pd.read_parquet(results_dir / "table.parquet")
+    log.warning("%s; rebuilding the results table from the %d records", problem, len(records))
+    return write_table(results_dir)
+
+
+def table_problem(results_dir: Path, records: list[str]) -> Optional[str]:
+    """What is wrong with the table files, given the records it should list, or None."""
+    parquet, csv = (Path(results_dir) / name for name in TABLES)
+    for path in (parquet, csv):
+        if not path.is_file():
+            return f"{path} is missing"
+    if (problem := parquet_problem(parquet)) is not None:
+        return f"{parquet} {problem}"
+    if not records:
+        return None
+    frame = pd.read_parquet(parquet)
+    try:
+        with open(csv, newline="", encoding="utf-8") as handle:
+            rows = list(_csv.reader(handle))
+    except (UnicodeDecodeError, _csv.Error) as error:
+        return f"{csv} is not a valid CSV table ({type(error).__name__}: {str(error).strip()[:120]})"
+    if not rows or rows[0] != list(frame.columns):
+        return f"{csv} does not have the columns of {parquet.name} (damaged or out of date)"
+    short = next((number for number, row in enumerate(rows[1:], 2) if len(row) != len(rows[0])), None)
+    if short is not None:
+        return f"{csv} is truncated or damaged (line {short} does not have the {len(rows[0])} fields of its header)"
+    in_csv = [row[rows[0].index("record")] for row in rows[1:]] if "record" in rows[0] else []
+    in_parquet = frame["record"].astype(str).tolist() if "record" in frame.columns else []
+    expected = sorted(map(_record_key, records))
+    for path, listed in ((parquet, in_parquet), (csv, in_csv)):
+        if sorted(map(_record_key, listed)) != expected:
+            return f"{path} lists {len(listed)} records, the results folder holds {len(records)} (out of date)"
+    return None
+
+
+def _record_key(folder: str) -> str:
+    """<artifact>/<task--settings>: the same record whether results_dir was given relative or absolute."""
+    return "/".join(Path(folder).parts[-2:])
 
 
 def _flatten(folder: Path, record: dict) -> dict:

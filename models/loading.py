@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.storage import read_manifest
-from configs.errors import ConfigError
+from configs.errors import BadFile, ConfigError
 
 
 class OncePerMessage(logging.Filter):
@@ -52,16 +52,55 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def load_model(folder: Path, *, dtype: str | None = None, device: str = "auto", **kwargs):
-    """(model, tokenizer) from a checkpoint or artifact folder, in eval mode."""
+    """(model, tokenizer) from a checkpoint or artifact folder, in eval mode. A file that
+    turns out damaged only when loaded is one BadFile line naming the folder (callers check
+    the files first: `models.sources.check_checkpoint`, `common.storage.folder_problem`)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     loader = manifest["method"]["loader"] if manifest else "transformers"
     if loader not in LOADERS:
-        raise ValueError(f"{folder}: manifest.json names loader {loader!r}; known: {', '.join(LOADERS)}")
+        raise BadFile(folder / "manifest.json", f"names loader {loader!r}, which this lab does not have "
+                      f"(known: {', '.join(LOADERS)})", "rebuild the artifact with this version of the lab")
     if dtype is None and manifest:
         dtype = manifest["model"]["dtype"]
-    model, tokenizer = LOADERS[loader](folder, dtype, pick_device(device), **kwargs)
+    try:
+        model, tokenizer = LOADERS[loader](folder, dtype, pick_device(device), **kwargs)
+    except Exception as error:
+        cause = None if isinstance(error, ConfigError) else damage_in(error)
+        if cause is None:
+            raise
+        raise BadFile(folder, f"loading it failed, a file is damaged ({type(cause).__name__}: {_first_line(cause)})",
+                      "rebuild or re-download it") from None
     return model.eval(), tokenizer
+
+
+# What the loaders raise on a damaged file: safetensors' and zip's errors, a truncated
+# pickle, and the messages transformers and torch wrap them in.
+_DAMAGED_TYPES = ("SafetensorError", "HeaderTooLarge", "BadZipFile", "UnpicklingError", "EOFError",
+                  "UnicodeDecodeError", "JSONDecodeError")
+_DAMAGED_WORDS = ("pytorchstreamreader failed", "not a valid json", "invalid load key", "unable to load weights",
+                  "incomplete metadata", "file not fully covered", "header too large", "unexpected eof",
+                  "failed to read", "invalid header", "error while deserializing")
+
+
+def damage_in(error: BaseException):
+    """The error in `error`'s chain (itself, or one it was raised from) that a damaged file
+    makes a loader raise, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__name__ in _DAMAGED_TYPES or any(w in str(error).lower() for w in _DAMAGED_WORDS):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if "WeightsUnpickler error:" in text:  # torch.load's first lines are about weights_only, not the file
+        after = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
+        return f"its pickle does not read: {after[0][:160]}" if after else "its pickle does not read"
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def load_tokenizer(folder, **kwargs):

@@ -3,16 +3,21 @@
 Sources, in order of precedence: `path` (any local folder), `tiny_size` (the lab's
 self-trained family, built on first use), `hub_id` (the local Hugging Face cache, or a
 download where the Hub is reachable). A missing model fails with a message saying how to
-get it, not a stack trace.
+get it, not a stack trace. The folder found is checked before anything loads from it
+(`check_checkpoint`): config.json (JSON, a model_type transformers knows), the tokenizer
+files, every weights file's header and size; a damaged file is one line naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Optional
 
-from configs.errors import ConfigError
+from common.files import TOKENIZER_FILES, WEIGHT_SUFFIXES, file_problem, role
+from configs.errors import BadFile, ConfigError
 from configs.schema import ModelConfig
 from models import tiny
 
@@ -21,13 +26,84 @@ class ModelNotAvailable(ConfigError):
     """The model cannot be found locally and cannot be downloaded here."""
 
 
-def resolve_model_dir(model: ModelConfig) -> Path:
+def resolve_model_dir(model: ModelConfig, *, config_only: bool = False) -> Path:
+    """The model's checkpoint folder, checked (`check_model_files`; `config_only`: only its
+    config.json, the rest left to the caller); no weights are loaded."""
     if model.path:
-        return _local_folder(Path(model.path).expanduser())
-    if model.tiny_size:
+        folder = _local_folder(Path(model.path).expanduser())
+    elif model.tiny_size:
         family = tiny.ensure_built(profile=model.tiny_profile)
-        return family.model_path(model.tiny_size)
-    return _hub_snapshot(model)
+        folder = family.model_path(model.tiny_size)
+    else:
+        folder = _hub_snapshot(model)
+    check_model_files(model, folder, config_only=config_only)
+    return folder
+
+
+def check_model_files(model: ModelConfig, folder: Path, *, config_only: bool = False) -> None:
+    """`check_checkpoint` with the advice that fits where the model came from."""
+    if model.path:
+        advice = "re-download or re-save the checkpoint"
+    elif model.tiny_size:
+        advice = f"delete {Path(folder).parent} and rerun to rebuild the tiny family"
+    else:
+        advice = f"re-download it: `huggingface-cli download {model.hub_id} --force-download`"
+    check_checkpoint(folder, advice=advice, trust_remote_code=model.trust_remote_code, config_only=config_only)
+
+
+def check_checkpoint(folder: Path, *, advice: str, trust_remote_code: bool = False, config_only: bool = False) -> None:
+    """A BadFile naming the first file of the checkpoint (or artifact) folder that a load
+    would fail on, with `advice`; nothing is loaded and no tensor data is read."""
+    found = checkpoint_problem(Path(folder), trust_remote_code=trust_remote_code, config_only=config_only)
+    if found is not None:
+        path, problem, own_advice = found
+        raise BadFile(path, problem, own_advice or advice)
+
+
+def checkpoint_problem(folder: Path, *, trust_remote_code: bool = False,
+                       config_only: bool = False) -> Optional[tuple[Path, str, Optional[str]]]:
+    """(file, what is wrong, what to do if not the caller's advice) for the first file of a
+    checkpoint folder a load would fail on (`config_only`: of its config.json), else None."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return folder, "has no config.json: not a Hugging Face checkpoint folder", None
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    for path in [config, *(p for p in files if p != config and not config_only)]:  # the config says what the rest is
+        if (problem := file_problem(path)) is not None:
+            return path, f"{role(path)} {problem}", None
+    if (problem := _model_type_problem(json.loads(config.read_text()), trust_remote_code)) is not None:
+        return config, *problem
+    if config_only:
+        return None
+    names = {p.name for p in files}
+    weights = [p for p in files if p.name.endswith(WEIGHT_SUFFIXES)]
+    for index in (p for p in files if p.name.endswith(".index.json")):
+        missing = sorted({f for f in (json.loads(index.read_text()).get("weight_map") or {}).values()} - names)
+        if missing:
+            return index, f"the weights index lists {', '.join(missing[:3])}, which is not in the folder", None
+    if not weights:
+        return folder, "has no weights file (*.safetensors, *.bin, qmodel.pt, *.gguf)", None
+    if not (names & set(TOKENIZER_FILES) or any(n.endswith(".tiktoken") for n in names)):
+        return folder, f"has no tokenizer ({', '.join(TOKENIZER_FILES[:3])})", None
+    return None
+
+
+def _model_type_problem(config: dict, trust_remote_code: bool) -> Optional[tuple[str, str]]:
+    from transformers import __version__
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    remote = "auto_map" in config
+    if remote and trust_remote_code:
+        return None
+    if not model_type:
+        return ("the model config names no model_type, so transformers cannot tell which model it is",
+                "add the model_type of its architecture (e.g. \"qwen3\") or re-download the checkpoint")
+    if model_type not in CONFIG_MAPPING_NAMES:
+        advice = ("it ships its own code: set model.trust_remote_code=true if you trust it" if remote
+                  else "check the spelling, or use a transformers version that knows it")
+        return f"the model config names model_type {model_type!r}, which transformers {__version__} does not know", advice
+    return None
 
 
 def model_identity(model: ModelConfig, folder: Path) -> dict:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
+from common.cli import run_command
 from common.environments import dispatch, needs_dispatch
-from configs.compose import compose, compose_dict, group_choices
-from configs.errors import ConfigError
-from quantize.methods.base import available_methods
+from common.storage import ensure_writable_dir
+from configs.compose import compose, compose_dict, describe_config, group_choices
+from configs.errors import LabError
+from quantize.methods.base import available_methods, build_method
 from quantize.pipeline import check, quantize_job
 
 USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
@@ -20,8 +22,13 @@ common settings:
   quant.bits=4  quant.group_size=128 (-1 = per channel)  quant.symmetric=true
   model.dtype=bfloat16  device=auto|cpu|cuda  output_dir=lab/artifacts  overwrite=false
   calibration=<set>  calibration.num_samples=128  calibration.seq_len=512
-  --cfg    print the composed config and exit
+  --cfg    print the composed config, validate it (settings, method, output_dir) and exit
+
+A bad setting or a damaged input file is one line (exit code 2); Ctrl-C or SIGTERM stops it
+cleanly (exit code 130 / 143) and a rerun resumes.
 """
+CFG_CHECKED = ("# valid: the settings, the method and its options, output_dir; checked when it runs: "
+               "the model's files and the calibration data")
 
 
 def main(argv: list[str]) -> int:
@@ -32,19 +39,33 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         if "--cfg" in argv:
-            from omegaconf import OmegaConf
-
-            print(OmegaConf.to_yaml(compose_dict("quantize", [a for a in argv if a != "--cfg"])))
-            return 0
+            return print_config([a for a in argv if a != "--cfg"])
         job = compose("quantize", argv)
         method, _ = check(job)  # everything is validated here, before handing the run on
         if needs_dispatch(method.environment):
             return dispatch(method.environment, "quantize", argv, method.runs_in(), method.alternative())
         folder = quantize_job(job)
-    except ConfigError as error:
+    except LabError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     print(folder)
+    return 0
+
+
+def print_config(overrides: list[str]) -> int:
+    """`--cfg`: the composed config, then whether it is valid (what could be checked without
+    reading the model: the settings, the method's options and bits, output_dir)."""
+
+    def check_settings(job) -> None:
+        build_method(job.method, job.quant, job.model.dtype)
+        ensure_writable_dir("output_dir", job.output_dir)
+
+    text, error = describe_config("quantize", overrides, check_settings)
+    print(text.rstrip("\n"))
+    if error is not None:
+        print(f"error: {error} (the config printed above is not valid)", file=sys.stderr)
+        return error.exit_code
+    print(CFG_CHECKED)
     return 0
 
 
@@ -64,4 +85,4 @@ def help_text() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]))

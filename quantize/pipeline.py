@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from configs.errors import ConfigError
+from configs.errors import BadFile, ConfigError
 from configs.schema import QuantizeJobConfig
 from calibration import load_calibration
 from common.environments import interpreter, needs_dispatch, running_environment
-from common.storage import ensure_writable_dir, fingerprint, publish, read_manifest, staging_folder
+from common.storage import ensure_writable_dir, fingerprint, folder_problem, publish, staging_folder, writing
 from models.loading import load_tokenizer, pick_device
 from models.provenance import provenance
-from models.sources import model_identity, resolve_model_dir
+from models.sources import check_model_files, model_identity, resolve_model_dir
 from quantize.methods.base import QuantMethod, build_method
 
 log = logging.getLogger("quantize")
@@ -50,8 +50,17 @@ def check(job: QuantizeJobConfig) -> tuple[QuantMethod, Path]:
     ensure_writable_dir("output_dir", job.output_dir)
     if method.requires_cuda and device != "cuda":
         raise ConfigError(f"method={method.name} runs only on CUDA in its library; this run's device is {device}")
-    source_dir = resolve_model_dir(job.model)
-    method.check_model(AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code))
+    source_dir = resolve_model_dir(job.model, config_only=True)
+    try:
+        model_config = AutoConfig.from_pretrained(source_dir, trust_remote_code=job.model.trust_remote_code)
+        method.check_model(model_config)  # a setting that does not fit the model: said before any file problem
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise BadFile(source_dir / "config.json", f"the model config cannot be used ({type(error).__name__}: "
+                      f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})",
+                      "the lab quantizes decoder-only transformers whose config transformers reads") from None
+    check_model_files(job.model, source_dir)  # every file of the checkpoint, no weight loaded
     return method, source_dir
 
 
@@ -81,9 +90,14 @@ def plan(job: QuantizeJobConfig) -> PlannedArtifact:
 def quantize_job(job: QuantizeJobConfig) -> Path:
     """Produce (or find) the artifact for `job`; returns its folder."""
     planned = plan(job)
-    if not job.overwrite and read_manifest(planned.folder):
-        log.info("artifact already complete, reusing it: %s", planned.folder)
-        return planned.folder
+    damaged = False
+    if not job.overwrite and planned.folder.exists():
+        problem = folder_problem(planned.folder)
+        if problem is None:
+            log.info("artifact already complete, reusing it: %s", planned.folder)
+            return planned.folder
+        log.warning("the artifact at %s is damaged (%s); rebuilding it", planned.folder, problem)
+        damaged = True
     _seed_everything(job.seed, job.threads)
     started = time.perf_counter()
     model, tokenizer = planned.method.load(planned.source_dir, job.device)
@@ -93,11 +107,12 @@ def quantize_job(job: QuantizeJobConfig) -> Path:
     model = planned.method.quantize(model, tokenizer, planned.calibration)
     quantize_seconds = time.perf_counter() - quantize_started
     with staging_folder(planned.folder) as staging:
-        planned.method.save(model, tokenizer, staging)
+        with writing("the artifact's files", planned.folder.parent, staging):
+            planned.method.save(model, tokenizer, staging)
         timing = {"load_seconds": load_seconds, "quantize_seconds": quantize_seconds,
                   "total_seconds": time.perf_counter() - started}
         manifest = _manifest(job, planned, model, timing)
-        folder = publish(staging, planned.folder, manifest, replace=job.overwrite)
+        folder = publish(staging, planned.folder, manifest, replace=job.overwrite or damaged)
     log.info("artifact written: %s", folder)
     return folder
 

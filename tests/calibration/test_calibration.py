@@ -158,12 +158,17 @@ def test_hub_set_offline_says_how_to_get_it(tokenizer):
     assert "mit-han-lab/pile-val-backup" in message and "calibration.data_files=" in message and "\n" not in message
 
 
-def test_plan_loads_calibration_before_weights_and_fingerprints_it(tmp_path, text_file):
-    """plan() never loads weights: the checkpoint's weights file is removed first."""
+def test_plan_loads_calibration_before_weights_and_fingerprints_it(tmp_path, text_file, monkeypatch):
+    """plan() never loads weights: every loader fails if called (the weights file stays, for
+    the checks that read its header)."""
+    from models import loading
     from quantize.pipeline import plan
 
+    def no_weights(*args, **kwargs):
+        raise AssertionError("plan() loaded weights")
+
+    monkeypatch.setattr(loading, "LOADERS", {name: no_weights for name in loading.LOADERS})
     folder = build_random_checkpoint(tmp_path / "ckpt")
-    (folder / "model.safetensors").unlink()
     common = [f"model={folder}", "method=gptq", f"calibration.source=file:{text_file}", "calibration.num_samples=4"]
     first = plan(compose("quantize", common))
     assert first.calibration is not None and len(first.calibration) == 4

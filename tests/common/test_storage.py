@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -11,7 +12,9 @@ import textwrap
 
 import pytest
 
-from common.storage import MANIFEST, fingerprint, publish, read_manifest, staging_folder
+from common.storage import (MANIFEST, DiskFull, check_manifest, ensure_writable_dir, fingerprint, folder_problem,
+                            is_disk_full, publish, read_manifest, replace_atomically, scratch_folder, staging_folder)
+from configs.errors import ConfigError
 
 
 def _write_weights(folder, payload=b"x" * 1000):
@@ -113,3 +116,120 @@ def test_sigkill_while_writing_leaves_no_artifact_and_staging_is_cleaned_next_ti
         publish(staging, final, {})
     assert read_manifest(final) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+# -- what is wrong, in words ---------------------------------------------------------------
+@pytest.mark.parametrize("damage, said", [
+    ("delete_weights", "the weights file model.safetensors, listed in its manifest.json, is missing"),
+    ("truncate_weights", "the weights file model.safetensors is 10 bytes, its manifest.json says 1,000 (truncated or replaced)"),
+    ("corrupt_manifest", "its manifest.json is not valid JSON (truncated or damaged)"),
+    ("no_manifest", "has no manifest.json (not written by the lab, or its run did not finish)"),
+    ("latin1_manifest", "its manifest.json is not UTF-8 text"),
+])
+def test_check_manifest_names_the_file_that_is_wrong(tmp_path, damage, said):
+    final = tmp_path / "art"
+    with staging_folder(final) as staging:
+        _write_weights(staging)
+        publish(staging, final, {"label": "é"})
+    if damage == "delete_weights":
+        (final / "model.safetensors").unlink()
+    elif damage == "truncate_weights":
+        (final / "model.safetensors").write_bytes(b"x" * 10)
+    elif damage == "corrupt_manifest":
+        (final / MANIFEST).write_text('{"complete": tr')
+    elif damage == "no_manifest":
+        (final / MANIFEST).unlink()
+    else:
+        (final / MANIFEST).write_bytes((final / MANIFEST).read_text().replace("\\u00e9", "é").encode("latin-1"))
+    manifest, problem = check_manifest(final)
+    assert manifest is None and problem.startswith(said), problem
+
+
+def test_folder_problem_reads_each_listed_file_as_its_format(tmp_path):
+    """Sizes match, the bytes do not: a weights file overwritten with others of its length."""
+    from safetensors.torch import save_file
+    import torch
+
+    final = tmp_path / "art"
+    with staging_folder(final) as staging:
+        save_file({"w": torch.zeros(16)}, str(staging / "model.safetensors"))
+        publish(staging, final, {})
+    assert folder_problem(final) is None
+    size = (final / "model.safetensors").stat().st_size
+    (final / "model.safetensors").write_bytes(b"\xff" * size)
+    assert read_manifest(final) is not None  # the sizes still match
+    assert folder_problem(final).startswith("the weights file model.safetensors is not a safetensors file")
+
+
+# -- no empty folders, no leftovers ---------------------------------------------------------
+def test_checking_an_output_folder_creates_nothing(tmp_path):
+    assert ensure_writable_dir("output_dir", tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b" / "c"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="output_dir=.*cannot create it"):
+        ensure_writable_dir("output_dir", tmp_path / "file" / "sub")
+
+
+def test_a_failed_write_removes_the_parent_folders_it_created(tmp_path):
+    final = tmp_path / "artifacts" / "tiny-s" / "art"
+    with pytest.raises(RuntimeError):
+        with staging_folder(final) as staging:
+            _write_weights(staging)
+            raise RuntimeError("quantizer crashed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scratch_folders_are_removed_after_use_and_after_a_kill(tmp_path):
+    with scratch_folder(tmp_path, "lab-tasks") as scratch:
+        (scratch / "task.yaml").write_text("task: x\n")
+        assert scratch.parent == tmp_path and scratch.name.startswith(".lab-tasks.tmp-")
+    assert not scratch.exists()
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from common.storage import scratch_folder
+        with scratch_folder(Path({str(tmp_path)!r}), "lab-tasks") as scratch:
+            (scratch / "task.yaml").write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
+    assert [p.name.startswith(".lab-tasks.tmp-") for p in tmp_path.iterdir()] == [True]
+    with scratch_folder(tmp_path, "lab-tasks"):
+        assert len(list(tmp_path.iterdir())) == 1  # the dead one is gone, only this run's
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_moved_aside_by_a_killed_replacing_run_is_removed_next_time(tmp_path):
+    final = tmp_path / "art"
+    (tmp_path / ".art.old-1234abcd").mkdir()
+    with staging_folder(final) as staging:
+        _write_weights(staging)
+        publish(staging, final, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+# -- a full disk -------------------------------------------------------------------------------
+def test_no_space_while_writing_is_one_line_naming_the_folder_and_the_write(tmp_path, monkeypatch):
+    final = tmp_path / "art"
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull) as raised:
+        with staging_folder(final) as staging:
+            replace_atomically(staging / "samples.jsonl", full)
+    message = str(raised.value)
+    assert message.startswith(f"no space left on device: writing samples.jsonl of art into {tmp_path} failed")
+    assert "\n" not in message and "free some space and rerun" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_short_writes_count_as_a_full_disk_only_when_the_disk_is_full(tmp_path, monkeypatch):
+    from common import storage
+
+    error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(storage, "_free_bytes", lambda folder: 0)
+    assert is_disk_full(error, tmp_path)
+    monkeypatch.setattr(storage, "_free_bytes", lambda folder: 10 << 30)
+    assert not is_disk_full(error, tmp_path)
+    assert is_disk_full(RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"))
