@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
@@ -150,9 +150,12 @@ class Pool:
     context manager; `run(cells)` may be called once per phase."""
 
     def __init__(self, cfg: EvalSweepConfig, run: str, slots: int, *, cells_per_worker: Optional[int] = None,
-                 worker_command: Optional[list[str]] = None, progress: bool = True):
+                 progress: bool = True, worker_command: Optional[list[str]] = None,
+                 steps: Callable[[Cell], list[tuple[str, str]]] = cell_steps):
+        """`worker_command` and `steps` replace the real worker and routing in tests."""
         self.cfg, self.run_id, self.slots = cfg, run, slots
         self.cells_per_worker, self.worker_command, self.progress = cells_per_worker, worker_command, progress
+        self.steps = steps
         self.started = time.time()
         self.stopping: Optional[int] = None  # the signal that stopped the pool
         self._workers: list[dict[str, WorkerProcess]] = [{} for _ in range(slots)]
@@ -202,7 +205,7 @@ class Pool:
         routes = {}
         for cell in cells:  # here, not in the slots' threads: composing configs is not thread-safe
             try:
-                routes[cell] = cell_steps(cell)
+                routes[cell] = self.steps(cell)
             except ConfigError as error:  # its environment is gone since planning: this cell fails, not the sweep
                 outcomes[cell] = record_status(self.cfg, cell, status="failed", reason=f"ConfigError: {error}",
                                                log=str(log_path(self.cfg, cell)), run=self.run_id)
