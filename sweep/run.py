@@ -28,6 +28,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -129,6 +130,9 @@ def _interrupts(on_stop: list):
             stop(signum)
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():  # (called from a thread: signals are not ours)
+        yield
+        return
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -124,9 +124,12 @@ def _warm_up() -> dict:
 @contextlib.contextmanager
 def _cell_scope(tmp: Optional[str], baseline: Optional[dict]):
     environ, cwd, path = dict(os.environ), os.getcwd(), list(sys.path)
-    if tmp:
-        Path(tmp).mkdir(parents=True, exist_ok=True)
-        tempfile.tempdir, os.environ["TMPDIR"] = tmp, tmp
+    try:  # the cell's temporary files go under the lab's folder, removed by the pool even if the cell is killed
+        if tmp:
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+            tempfile.tempdir, os.environ["TMPDIR"] = tmp, tmp
+    except OSError:
+        tmp = None  # (a full disk) the system's temporary folder, as a fresh process would use
     if baseline:
         _restore_torch(baseline)
     _reset_peak_rss()

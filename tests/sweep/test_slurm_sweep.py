@@ -1,13 +1,15 @@
-"""A small tiny-family sweep through the `slurm` launcher on the local Slurm cluster gives
-the same results store as the same sweep run locally."""
+"""Small tiny-family sweeps through the `slurm` launcher on the local Slurm cluster: batches
+of cells per job give the same records, bit for bit, as the same sweep run locally on
+workers, and a cell whose worker is killed inside a batch fails alone."""
 
 from __future__ import annotations
 
 import pytest
 
 from evaluate import store
+from tests.sweep.identical import differences
 from tests.sweep.test_slurm_cluster import slurm_cluster  # noqa: F401 (fixture)
-from tests.sweep.test_sweep_e2e import sweep
+from tests.sweep.test_sweep_e2e import kill_hook_env, start_sweep, sweep
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -27,13 +29,27 @@ def comparable(results) -> dict:
     return rows
 
 
-def test_slurm_sweep_matches_the_local_sweep(slurm_cluster, tmp_path, tiny_family):  # noqa: F811
-    on_slurm = sweep(tmp_path / "slurm", *SLURM)
+def test_slurm_batches_match_the_local_sweep(slurm_cluster, tmp_path, finished):  # noqa: F811
+    on_slurm = sweep(tmp_path / "slurm", *SLURM, "launcher.cells_per_job=2")
     assert on_slurm.returncode == 0, on_slurm.stdout[-3000:] + on_slurm.stderr[-3000:]
     assert "4 done, 0 reused, 0 failed" in on_slurm.stdout
+    assert "submitted 1 job(s)" in on_slurm.stderr and "submitted 2 job(s)" in on_slurm.stderr  # an array over batches
     assert list((tmp_path / "slurm" / "sweeps" / "small" / "submitit").glob("*_log.out"))  # really went through Slurm
-    local = sweep(tmp_path / "local")
-    assert local.returncode == 0
-    slurm_rows, local_rows = comparable(tmp_path / "slurm" / "results"), comparable(tmp_path / "local" / "results")
+    slurm_rows, local_rows = comparable(tmp_path / "slurm" / "results"), comparable(finished[0] / "results")
     assert len(slurm_rows) == 4 * 4 + 3  # 4 cells x 4 tasks, plus KL for the 3 variants
     assert slurm_rows == local_rows
+    assert differences(finished[0], tmp_path / "slurm") == []
+
+
+def test_a_worker_killed_inside_a_slurm_batch_fails_only_its_cell(slurm_cluster, tmp_path, finished):  # noqa: F811
+    """The three variants in one job; the first one's worker is SIGKILLed mid-evaluation:
+    that cell fails with the reason, the job goes on with the next two on a new worker."""
+    baseline_records = sum(r["artifact"]["is_baseline"] for _, r in store.iter_records(finished[0] / "results"))
+    env = kill_hook_env(tmp_path, f"record-write:{baseline_records + 2}", QLAB_KILL_TARGET="self")
+    process = start_sweep(tmp_path / "lab", env, *SLURM, "launcher.cells_per_job=3", output=-1)
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 1, stdout[-3000:] + stderr[-3000:]
+    assert "3 done, 0 reused, 1 failed" in stdout
+    failed = [line for line in stdout.splitlines() if line.strip().startswith("failed ")]
+    assert len(failed) == 1 and "rtn-8" in failed[0] and "worker killed by SIGKILL" in failed[0]
+    assert "submitted 1 job(s)" in stderr and stderr.count("submitted 1 job(s)") == 2
