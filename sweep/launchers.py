@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from sweep.pool import Pool
 
 log = logging.getLogger("sweep")
 POLL_SECONDS = 2
+STOPPED_JOB_WAIT_S = 300  # a job whose workers were signalled waits this long for Slurm to end it
 SLURM_COMMANDS = ("sbatch", "srun", "scancel", "scontrol")
 
 
@@ -104,6 +106,14 @@ class BatchJob(submitit.helpers.Checkpointable):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
         with Pool(cfg, run, 1, cells_per_worker=cfg.launcher.cells_per_worker, progress=False) as pool:
             outcomes = pool.run(cells)
+        if pool.stopping is not None:
+            # Its workers were signalled: Slurm is requeuing or cancelling this job and kills
+            # it in a moment. Returning would write a result that says the batch is over,
+            # while a requeued job runs it again (skipping what is done).
+            log.info("the job's workers were stopped by %s; waiting for Slurm to end this job",
+                     signal.Signals(pool.stopping).name)
+            time.sleep(STOPPED_JOB_WAIT_S)
+            raise RuntimeError(f"the job's cells were interrupted by {signal.Signals(pool.stopping).name}")
         return {cell.id: outcome for cell, outcome in outcomes.items()}
 
 
