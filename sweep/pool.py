@@ -276,7 +276,10 @@ class Pool:
         artifact = None
         for python, op in steps:
             try:
-                worker = self._worker(slot, python)
+                with self._lock:  # stop() signals the workers it finds: none may start a cell after it
+                    if self.stopping is not None:
+                        return {"status": "pending", "interrupted": True}
+                    worker = self._worker(slot, python)
             except OSError as error:
                 return record_status(self.cfg, cell, status="failed", reason=f"cannot start a worker with {python}: "
                                      f"{error.strerror or error}", log=str(sink.path), run=self.run_id)
