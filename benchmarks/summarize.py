@@ -117,6 +117,19 @@ def rows_sweep(data: dict, name: str) -> list[list[str]]:
     ]]
 
 
+def rows_sweep_workers(data: dict, name: str) -> list[list[str]]:
+    c = data["process_per_cell_over_workers"]
+    workers, fresh = data["workers"]["wall_s"]["median"], data["process_per_cell"]["wall_s"]["median"]
+    return [[
+        name,
+        f"{data['cells']} cells ({data['slice']} sweep, {data['max_parallel']} at a time), process per cell / workers: "
+        f"wall {_fmt(c['wall']['ratio_of_medians'], 2)} (paired {_fmt(c['wall']['median_paired_ratio'], 2)}); CPU "
+        f"{_fmt(c.get('cpu', {}).get('ratio_of_medians'), 2)}; {workers / 60:.1f} vs {fresh / 60:.1f} min; identical "
+        f"outputs {_fmt(data['identical_outputs'])}",
+        ">= 3x, identical outputs", _fmt(data["meets_target"]), f"n={data['repeats']}",
+    ]]
+
+
 def rows_demo(data: dict) -> list[list[str]]:
     rows = []
     for part, r in data["parts"].items():
@@ -164,7 +177,11 @@ def gpu_details(data: dict) -> list[str]:
 
 RENDERERS = {"quantize_overhead": rows_quantize, "eval_overhead": rows_eval, "batched_generation": rows_batched,
              "sweep_rerun": rows_sweep, "sweep_rerun-validation": rows_sweep, "demo_and_tests": rows_demo,
-             "tiny_training": rows_tiny_training, "gpu_check": rows_gpu}
+             "tiny_training": rows_tiny_training, "gpu_check": rows_gpu, "sweep_workers": rows_sweep_workers,
+             "sweep_workers-demo": rows_sweep_workers}
+
+
+OPTIONAL = {"sweep_workers-demo"}  # a slice, run when the full sweep is too long for the machine
 
 
 def render(results_dir: Path = RESULTS_DIR) -> str:
@@ -175,10 +192,11 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     for name, renderer in RENDERERS.items():
         path = results_dir / f"{name}.json"
         if not path.is_file():
-            lines.append(f"| {name} | not run yet (`python -m benchmarks.{name.split('-')[0]}`) | | | |")
+            if name not in OPTIONAL:
+                lines.append(f"| {name} | not run yet (`python -m benchmarks.{name.split('-')[0]}`) | | | |")
             continue
         data = json.loads(path.read_text())
-        args = (data, name) if renderer is rows_sweep else (data,)
+        args = (data, name) if renderer in (rows_sweep, rows_sweep_workers) else (data,)
         for row in renderer(*args):
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         machines.append(f"- `{name}` ({data.get('created', '?')}): {_machine(data)}")

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         run_timed([python_cmd()[0], str(REPO_ROOT / "benchmarks" / "audit_run.py"), "--log", str(log), "-m",
                    "evaluate", "sweep", *overrides], env=env, check=False)
         audit = json.loads(log.read_text())
-    cell_processes = [cmd for cmd in audit["subprocesses"] if "cell" in cmd]
+    cell_processes = [cmd for cmd in audit["subprocesses"] if "cell" in cmd or "worker" in cmd]  # a cell worker
     no_model_loaded = not audit["weight_files_opened"] and not cell_processes and not audit["loading_modules_imported"]
     median = arm_summary(runs["rerun"])["wall_s"]["median"]
     result = {

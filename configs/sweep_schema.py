@@ -36,6 +36,12 @@ class LauncherConfig:
 
     name: str = "local"
     max_parallel: int = 1  # local: cells at once; slurm: array parallelism
+    # local (and inside each submitit job): cells a worker process runs before it is
+    # replaced; None: as many as it is given; 1: a fresh process per cell.
+    cells_per_worker: Optional[int] = None
+    # submitit_local / slurm: cells per job (the array runs over batches); None: chosen
+    # from the grid, ceil(cells / max_parallel), so the array fills its parallelism.
+    cells_per_job: Optional[int] = None
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
@@ -50,8 +56,10 @@ class LauncherConfig:
     def validate(self) -> None:
         if self.name not in LAUNCHERS:
             raise choices_error("launcher.name", self.name, LAUNCHERS)
-        if self.max_parallel < 1:
-            raise ConfigError(f"launcher.max_parallel={self.max_parallel} must be >= 1")
+        for key in ("max_parallel", "cells_per_worker", "cells_per_job"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"launcher.{key}={value} must be >= 1" + (" (or null)" if key != "max_parallel" else ""))
 
 
 @dataclass

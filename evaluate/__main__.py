@@ -64,10 +64,14 @@ def main(argv: list[str]) -> int:
     if command in COMMANDS and any(a in ("-h", "--help") for a in args):
         print(USAGE)
         return 0
-    if command == "cell":  # internal: one sweep cell in its own process (local launcher)
+    if command == "cell":  # internal: one sweep cell in the foreground (`python -m evaluate cell <spec.json>`)
         from sweep.execute import run_cell_from_spec  # its stage, imported when run (see above)
 
         return run_cell_from_spec(args[0])
+    if command == "worker":  # internal: a sweep's cell worker (sweep.pool starts it; requests on stdin)
+        from sweep.worker import serve  # its stage, imported when run (see above)
+
+        return serve(args)
     if command == "report":
         return report(args)
     if command not in COMMANDS:

@@ -80,7 +80,8 @@ def run_tasks(
             model=lm,
             tasks=list(tasks),
             # lm-eval's ~10k own task YAMLs are indexed only when a stock task is asked for
-            task_manager=TaskManager(include_path=include, include_defaults=not all(map(task_yaml, tasks))),
+            task_manager=(TaskManager(include_path=include, include_defaults=not all(map(task_yaml, tasks))) if data_files
+                          else _task_manager(tuple(include), not all(map(task_yaml, tasks)))),
             limit=limit,
             num_fewshot=num_fewshot,
             apply_chat_template=apply_chat_template,
@@ -147,10 +148,18 @@ def _check_generative(tasks: list[str]) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _known_tasks(include_path: Optional[str]) -> frozenset[str]:
+    include = (str(TASKS_DIR),) + ((include_path,) if include_path else ())
+    return frozenset(_task_manager(include, True).all_tasks)
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(include: tuple[str, ...], include_defaults: bool):
+    """lm-eval's task index (of lm-eval's own ~10k YAMLs too: seconds), built once per process
+    for the same folders: a sweep's worker evaluates cell after cell. It holds no state of a
+    run: each simple_evaluate builds its tasks anew."""
     from lm_eval.tasks import TaskManager
 
-    include = [str(TASKS_DIR)] + ([include_path] if include_path else [])
-    return frozenset(TaskManager(include_path=include).all_tasks)
+    return TaskManager(include_path=list(include), include_defaults=include_defaults)
 
 
 def task_yaml(task: str) -> Optional[Path]:

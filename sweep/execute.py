@@ -1,83 +1,57 @@
 """Running one sweep cell: quantize (reusing an artifact with the same fingerprint), then
-evaluate (reusing records), then write its status. Locally a cell runs in its own process
-(`python -m evaluate cell <spec.json>`), so a crash, a kill or the OOM killer fails only
-that cell; in a submitit job it runs in the job's process."""
+evaluate (reusing records), then write its status. A cell runs inside a worker process
+(`sweep.worker`, started by `sweep.pool`), so a crash, a kill or the OOM killer fails only
+that cell; `python -m evaluate cell <spec.json>` runs one in the foreground.
+
+A failure is the cell's: its status says why in one line (`failure_reason`; a full disk
+names the folder that is full), the traceback goes to the cell's log."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import signal
 import subprocess
 import time
+import traceback
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
-
 from common.environments import DISPATCHED, REPO_ROOT, interpreter, needs_dispatch
-from common.storage import read_manifest, write_json_atomic
+from common.storage import read_manifest
 from configs.compose import compose
-from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from evaluate.run import evaluate_artifact
 from quantize.pipeline import quantize_job
-from sweep.cells import Cell, cell_status, log_path, status_path, write_status
-from sweep.plan import cell_python, job_and_method
+from sweep.cells import Cell, config_from_dict, log_path, record_status
+from sweep.plan import job_and_method
+from sweep.reasons import failure_reason
 
 log = logging.getLogger("sweep")
 
 
-def run_cell(cfg: EvalSweepConfig, cell: Cell) -> dict:
-    """Quantize then evaluate one cell; always ends by writing its status file."""
-    started = time.time()
+def execute_cell(cfg: EvalSweepConfig, cell: Cell, *, run: Optional[str] = None, artifact: Optional[str] = None) -> dict:
+    """Quantize (unless `artifact`, made by an earlier step, is given) then evaluate one cell;
+    records and returns its status. Any exception is the cell's failure: its reason goes to
+    the status, its traceback to stderr (the cell's log)."""
+    started, step = time.time(), "quantize"
+    common = {"log": str(log_path(cfg, cell)), **({"run": run} if run else {})}
     try:
-        artifact = _quantize(cell)
-        records = evaluate_artifact(compose("evaluate_run", [f"artifact={artifact}", *cell.eval_overrides]))
+        folder = Path(artifact) if artifact else _quantize(cell)
+        step = "evaluate"
+        records = evaluate_artifact(compose("evaluate_run", [f"artifact={folder}", *cell.eval_overrides]))
     except Exception as error:  # noqa: BLE001 - any failure is this cell's, recorded and isolated
-        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        write_status(cfg, cell, status="failed", reason=reason, log=str(log_path(cfg, cell)),
-                      seconds=round(time.time() - started, 1))
-        raise
-    status = {"status": "done", "artifact": str(artifact), "records": [str(r) for r in records],
-              "seconds": round(time.time() - started, 1), "log": str(log_path(cfg, cell))}
-    write_status(cfg, cell, **status)
-    return status
-
-
-def run_cell_in_subprocess(cfg: EvalSweepConfig, cell: Cell, python: Optional[str] = None) -> None:
-    """The local launcher: one process per cell, output to the cell's log file. A crash,
-    a kill or the OOM killer fails only this cell."""
-    spec_file = status_path(cfg, cell).with_suffix(".spec.json")
-    spec_file.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(spec_file, {"config": dataclasses.asdict(cfg), "cell": dataclasses.asdict(cell)})
-    log_file = log_path(cfg, cell)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a") as handle:
-        process = subprocess.run([python or cell_python(cell), "-m", "evaluate", "cell", str(spec_file)], cwd=REPO_ROOT,
-                                 stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if process.returncode != 0 and cell_status(cfg, cell)["status"] != "failed":
-        write_status(cfg, cell, status="failed", reason=_exit_reason(process.returncode), log=str(log_file))
-
-
-def cell_pythons(cfg: EvalSweepConfig, cells: list[Cell]) -> dict[Cell, str]:
-    """The interpreter of each cell; a cell whose environment is gone since planning is
-    recorded failed (and left out) instead of stopping the sweep."""
-    pythons = {}
-    for cell in cells:
-        try:
-            pythons[cell] = cell_python(cell)
-        except ConfigError as error:
-            write_status(cfg, cell, status="failed", reason=f"ConfigError: {error}", log=str(log_path(cfg, cell)))
-    return pythons
+        traceback.print_exc()
+        return record_status(cfg, cell, status="failed", reason=failure_reason(error, cfg, step),
+                             seconds=round(time.time() - started, 1), **common)
+    return record_status(cfg, cell, status="done", artifact=str(folder), records=[str(r) for r in records],
+                         seconds=round(time.time() - started, 1), **common)
 
 
 def _quantize(cell: Cell) -> Path:
     """The cell's artifact, made in this process, or by `python -m quantize` with the
-    interpreter of the method's environment when the cell runs elsewhere (AutoAWQ: made
-    in legacy, evaluated in gptqmodel, where its checkpoint loads)."""
+    interpreter of the method's environment when the cell runs elsewhere (the sweep's
+    workers make it in a worker of that environment instead: see `sweep.plan.cell_steps`)."""
     job, method = job_and_method(cell)
     if not needs_dispatch(method.environment):
         return quantize_job(job)
@@ -97,19 +71,11 @@ def _quantize(cell: Cell) -> Path:
 
 
 def run_cell_from_spec(spec_file: Path) -> int:
-    """Entry of `python -m evaluate cell <spec.json>` (used by the local launcher)."""
+    """Entry of `python -m evaluate cell <spec.json>`: one cell in the foreground (spec:
+    {"config": <sweep config>, "cell": <cell>}); exit code 1 if it failed."""
     spec = json.loads(Path(spec_file).read_text())
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalSweepConfig), spec["config"]))
-    cell = Cell(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["cell"].items()})
-    run_cell(cfg, cell)
-    return 0
-
-
-def _exit_reason(returncode: int) -> str:
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
-        return f"killed by {name}{hint}"
-    return f"exited with code {returncode}"
+    cfg = config_from_dict(spec["config"])
+    status = execute_cell(cfg, Cell.from_dict(spec["cell"]), run=spec.get("run"), artifact=spec.get("artifact"))
+    return 0 if status["status"] == "done" else 1
 
 

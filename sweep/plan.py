@@ -94,6 +94,21 @@ def cell_python(cell: Cell) -> str:
     return _interpreter_for(job_and_method(cell)[1])
 
 
+def cell_steps(cell: Cell) -> list[tuple[str, str]]:
+    """Where a cell runs, step by step, as (interpreter, step): [(python, "cell")] (quantize
+    and evaluate in one environment), or, for a method whose artifact loads in another
+    environment than it is made in (AutoAWQ: made in legacy, loaded in gptqmodel),
+    [(its maker's python, "quantize"), (the loader's python, "cell")]. Raises ConfigError
+    if an environment is missing."""
+    method = job_and_method(cell)[1]
+    load = _interpreter_for(method)
+    if method.load_environment in (None, method.environment):
+        return [(load, "cell")]
+    make = (str(interpreter(method.environment, method.runs_in(), method.alternative()))
+            if needs_dispatch(method.environment) else sys.executable)
+    return [(make, "quantize"), (load, "cell")]
+
+
 def _interpreter_for(method) -> str:
     """The interpreter a cell runs with: that of the environment its artifact loads in
     (where it is evaluated), which is where its method runs except for AutoAWQ's."""

@@ -10,31 +10,63 @@ complete (no model is loaded), retries nothing that failed unless asked
 (`sweep.retry_failed=true` / `--retry-failed`), and runs everything else. Because
 artifacts and records are published by atomic renames, a sweep killed at any moment
 (even SIGKILL mid-write) loses only the unfinished cells' work, and concurrent cells on
-a shared filesystem never corrupt each other, without file locks.
+a shared filesystem never corrupt each other. Two sweeps started at once on the same
+folders share the work: each cell is claimed by one of them (`sweep.cells.Claim`).
+
+Ctrl-C (SIGINT) or SIGTERM stops the sweep and its running cells: each cell unwinds
+(removing its staging and temporary folders) and stays pending, and the sweep says one
+line and exits 130 / 143. The sweep's own bookkeeping (status files, logs, the results
+table, the report) never stops it: a write that fails is said in one line, and the
+summary is printed from what it knows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
+import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from common.storage import ensure_writable_dir, write_json_atomic
 from configs.compose import compose_dict
 from configs.sweep_schema import EvalSweepConfig
 from evaluate import store
 from report.cli import main as report_main
-from sweep.cells import Cell, cell_status
-from sweep.launchers import launch
+from sweep.cells import Cell, cell_status, run_id
+from sweep.launchers import check_launcher, open_launcher
 from sweep.plan import plan_cells
+from sweep.reasons import is_disk_full
 
 log = logging.getLogger("sweep")
+INTERRUPTED = "interrupted; nothing half-written was kept; rerun to resume"
+
+
+class Interrupted(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def run_sweep(cfg: EvalSweepConfig) -> int:
-    """Run every unfinished cell; returns the exit code (0: all done, 1: some failed)."""
+    """Run every unfinished cell; returns the exit code (0: all done, 1: some failed or
+    pending, 130 / 143: interrupted by SIGINT / SIGTERM)."""
+    on_stop: list[Callable[[int], None]] = []
+    try:
+        with _interrupts(on_stop):
+            return _run(cfg, on_stop)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 128 + signum
+
+
+def _run(cfg: EvalSweepConfig, on_stop: list) -> int:
+    check_launcher(cfg)
     cells = plan_cells(cfg)
     statuses = {cell: cell_status(cfg, cell) for cell in cells}
     if not cfg.dry_run:
@@ -45,19 +77,68 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
         return 0
     todo = [c for c in cells if statuses[c]["status"] == "pending" or (cfg.retry_failed and statuses[c]["status"] == "failed")]
     reused = [c for c in cells if statuses[c]["status"] == "done"]
-    log.info("sweep %s: %d cells, %d already done, %d to run", cfg.sweep.name, len(cells), len(reused), len(todo))
+    run = run_id()
+    log.info("sweep %s: %d cells, %d already done, %d to run (run %s)", cfg.sweep.name, len(cells), len(reused),
+             len(todo), run)
+    outcomes: dict[Cell, dict] = {}
     if todo:
-        for phase in ([c for c in todo if c.is_baseline], [c for c in todo if not c.is_baseline]):
-            if phase:
-                launch(cfg, phase)
+        with open_launcher(cfg, run) as launcher:
+            on_stop.append(launcher.stop)
+            for phase in ([c for c in todo if c.is_baseline], [c for c in todo if not c.is_baseline]):
+                if phase:
+                    outcomes.update(launcher.run(phase))
         # Cells rebuild the table as they finish; in parallel, one that read the records
         # before another published its own can write last, so rebuild once from all.
-        store.write_table(Path(cfg.results_dir))
-    final = {cell: cell_status(cfg, cell) for cell in cells}
+        _bookkeeping("rebuild the results table", cfg.results_dir, lambda: store.write_table(Path(cfg.results_dir)))
+    final = {cell: _final(cfg, cell, outcomes.get(cell)) for cell in cells}
     _print_summary(cfg, cells, final, ran=set(todo))
     if cfg.report and any(s["status"] == "done" for s in final.values()) and (todo or not _report_is_current(cfg)):
-        _build_report(cfg)
+        _bookkeeping("build the report", cfg.results_dir, lambda: _build_report(cfg))
     return 1 if any(s["status"] != "done" for s in final.values()) else 0
+
+
+def _final(cfg: EvalSweepConfig, cell: Cell, outcome: Optional[dict]) -> dict:
+    """This run's outcome for a cell it ran (kept in memory when its status file could not
+    be written), else its status on disk."""
+    if outcome is not None and outcome["status"] in ("done", "failed"):
+        return outcome
+    return cell_status(cfg, cell)
+
+
+def _bookkeeping(what: str, folder: str, write: Callable[[], object]) -> None:
+    """A write of the sweep's own that must not stop it: a full disk is one line."""
+    try:
+        write()
+    except Exception as error:  # noqa: BLE001 - only a full disk is expected; anything else is re-raised
+        if not is_disk_full(error):
+            raise
+        print(f"warning: could not {what}: the disk of {Path(folder).expanduser().resolve()} is full; "
+              "free space and rerun to finish it", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _interrupts(on_stop: list):
+    """SIGINT and SIGTERM: stop the launcher (its workers unwind their cells), then raise
+    Interrupted here, in the main thread; a second signal while stopping is ignored."""
+    stopping: list[int] = []
+
+    def interrupt(signum, frame):
+        if stopping:
+            return
+        stopping.append(signum)
+        for stop in on_stop:
+            stop(signum)
+        raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # (called from a thread: signals are not ours)
+        yield
+        return
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None:
@@ -82,8 +163,8 @@ def _model_config(model_overrides: tuple[str, ...]):
 
 
 def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran: set) -> None:
-    done = [c for c in cells if statuses[c]["status"] == "done" and c in ran]
-    reused = [c for c in cells if statuses[c]["status"] == "done" and c not in ran]
+    done = [c for c in cells if statuses[c]["status"] == "done" and c in ran and not statuses[c].get("by_another_run")]
+    reused = [c for c in cells if statuses[c]["status"] == "done" and c not in done]
     failed = [c for c in cells if statuses[c]["status"] == "failed"]
     pending = [c for c in cells if statuses[c]["status"] == "pending"]
     print(f"sweep {cfg.sweep.name}: {len(done)} done, {len(reused)} reused, {len(failed)} failed, {len(pending)} pending")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,14 +45,6 @@ def assert_store_consistent(root: Path, cells: int) -> None:
     assert len({k[0] for k in keys}) == cells
     visible = [p for p in (root / "artifacts").glob("*/*") if not p.name.startswith(".")]
     assert len(visible) == cells and all(read_manifest(p) for p in visible)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_family):
-    root = tmp_path_factory.mktemp("sweep")
-    result = sweep(root, "launcher.max_parallel=2")  # cells in parallel threads, as the demo runs them
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return root, result
 
 
 def test_sweep_runs_every_cell_and_shares_the_baseline(finished):
@@ -99,7 +92,9 @@ def test_bad_evaluation_settings_are_said_once_for_the_whole_sweep(tmp_path):
 
 
 def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_family):
-    failing = "sweep.methods=[{method: rtn, bits: [8]}, {method: gptq, bits: [4], overrides: [\"calibration.num_samples=100000\"]}]"
+    """The failing cell runs first in its phase: its worker records it failed and goes on
+    with the next cell."""
+    failing = "sweep.methods=[{method: gptq, bits: [4], overrides: [\"calibration.num_samples=100000\"]}, {method: rtn, bits: [8]}]"
     result = sweep(tmp_path, failing)
     assert result.returncode == 1
     assert "2 done, 0 reused, 1 failed" in result.stdout
@@ -107,6 +102,10 @@ def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_f
     assert "num_samples=100000" in failed_line and "log:" in failed_line
     log_file = Path(failed_line.rsplit("log: ", 1)[1].rstrip(")"))
     assert log_file.is_file() and "num_samples" in log_file.read_text()
+    next_cell = next(log_file.parent.glob("tiny-s__rtn-8__*.log")).read_text()
+    workers = [re.search(r"----- cell in worker (\d+) .*its cell #(\d+)", text).groups()
+               for text in (log_file.read_text(), next_cell)]
+    assert workers[0][0] == workers[1][0] and int(workers[1][1]) == int(workers[0][1]) + 1  # the same worker went on
     again = sweep(tmp_path, failing)
     assert again.returncode == 1 and "0 done, 2 reused, 1 failed" in again.stdout
     before = log_file.read_text().count("num_samples=100000")
@@ -118,12 +117,20 @@ def test_a_failing_cell_is_isolated_and_retried_only_on_request(tmp_path, tiny_f
 KILL_HOOK = Path(__file__).parent / "kill_at"  # its sitecustomize.py SIGKILLs the sweep at a named point
 
 
-def start_sweep(root: Path, env: dict | None = None) -> subprocess.Popen:
-    """The sweep in its own process group (its cells inherit it), output discarded. One
-    cell at a time, so that the n-th hit of a kill point is a known moment."""
-    return subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(root, "launcher.max_parallel=1")], cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+def start_sweep(root: Path, env: dict | None = None, *extra: str, output=subprocess.DEVNULL) -> subprocess.Popen:
+    """The sweep in its own process group (its cells' workers inherit it), output discarded
+    unless `output` says otherwise. One cell at a time unless `extra` says otherwise, so
+    that the n-th hit of a kill point is a known moment."""
+    return subprocess.Popen([sys.executable, "-m", "evaluate", *sweep_args(root, "launcher.max_parallel=1", *extra)],
+                            cwd=REPO_ROOT, stdout=output, stderr=output, start_new_session=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def kill_hook_env(tmp_path: Path, point: str, **settings: str) -> dict:
+    """The environment that makes tests/sweep/kill_at/sitecustomize.py act at `point`
+    ("<name>:<n>"); settings: QLAB_KILL_SIGNAL, QLAB_KILL_TARGET."""
+    return {"PYTHONPATH": os.pathsep.join([str(KILL_HOOK), str(REPO_ROOT)]), "QLAB_KILL_AT": point,
+            "QLAB_KILL_COUNTER": str(tmp_path / "kill-counter"), **settings}
 
 
 def published(root: Path) -> dict[Path, int]:
@@ -153,14 +160,6 @@ def assert_resumes_exactly(root: Path) -> None:
     assert len(pd.read_parquet(root / "results" / "table.parquet")) == sum("records" in p.parts for p in after)
 
 
-@pytest.fixture(scope="module")
-def sequential_sweep_seconds(tmp_path_factory, tiny_family) -> float:
-    """How long the kill tests' sweep takes uninterrupted on this machine."""
-    started = time.monotonic()
-    assert start_sweep(tmp_path_factory.mktemp("timed")).wait() == 0
-    return time.monotonic() - started
-
-
 @pytest.mark.parametrize("fraction", [0.2, 0.7])
 def test_sweep_killed_at_an_arbitrary_moment_resumes_exactly(tmp_path, tiny_family, sequential_sweep_seconds,
                                                              fraction):
@@ -184,8 +183,7 @@ def test_sweep_killed_inside_a_write_resumes_exactly(tmp_path, tiny_family, fini
     nth = {"artifact-publish": 2, "record-write": baseline_records + 2, "record-publish": baseline_records + 1,
            "table-write": 1, "status-write": 2}[point]
     counter = tmp_path / "kill-counter"
-    process = start_sweep(tmp_path / "lab", env={"PYTHONPATH": os.pathsep.join([str(KILL_HOOK), str(REPO_ROOT)]),
-                                                 "QLAB_KILL_AT": f"{point}:{nth}", "QLAB_KILL_COUNTER": str(counter)})
+    process = start_sweep(tmp_path / "lab", env=kill_hook_env(tmp_path, f"{point}:{nth}"))
     assert process.wait(timeout=900) == -signal.SIGKILL, f"the sweep ended before reaching {point} #{nth}"
     assert counter.stat().st_size == nth
     root = tmp_path / "lab"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 
 from configs.compose import compose
+from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from common import environments
-from sweep import plan, run
-from tests.conftest import TINY_QUICK
+from sweep import launchers, plan, reasons, run
+from sweep.cells import Cell
+from tests.conftest import TINY_QUICK, run_cli
 
 
 def test_configs_compose_from_several_threads_at_once():
@@ -92,3 +98,104 @@ def test_dtype_baselines_follow_what_hydra_composes_not_the_override_text(tmp_pa
     cfg.sweep.methods[2].overrides = ["model.dtype='float32'"]  # the model's own: none added
     baselines = [c for c in plan.plan_cells(cfg) if c.is_baseline]
     assert [_dtype(c) for c in baselines] == ["float32", "float16"]
+
+
+# -- failure reasons, batches, the Slurm check ------------------------------------------------
+def _cfg(tmp_path, **launcher) -> EvalSweepConfig:
+    cfg = EvalSweepConfig(output_dir=str(tmp_path / "artifacts"), results_dir=str(tmp_path / "results"),
+                          sweeps_dir=str(tmp_path / "sweeps"))
+    for key, value in launcher.items():
+        setattr(cfg.launcher, key, value)
+    return cfg
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        try:
+            raise cause or error
+        except BaseException:
+            if cause is None:
+                raise
+            raise error
+    except BaseException as caught:  # noqa: BLE001 - the test builds exception chains
+        return caught
+
+
+def test_a_full_disk_names_the_folder_that_is_full(tmp_path):
+    cfg = _cfg(tmp_path)
+    results = tmp_path / "results"
+    enospc = OSError(errno.ENOSPC, "No space left on device", str(results / "records" / "x" / "samples.jsonl"))
+    assert reasons.failure_reason(enospc, cfg, "evaluate") == (
+        f"disk full: no space left in the results folder {results} (results_dir); free space, then rerun with --retry-failed")
+    # torch's zip writer says nothing of space: the step says where it was writing
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1234 vs 1180")
+    assert reasons.failure_reason(torch_error, cfg, "quantize").startswith(
+        f"disk full: no space left in the artifacts folder {tmp_path / 'artifacts'} (output_dir)")
+    wrapped = _raised(RuntimeError("saving failed"), OSError(errno.ENOSPC, "No space left on device"))
+    assert "in the results folder" in reasons.failure_reason(wrapped, cfg, "evaluate")
+    elsewhere = OSError(errno.ENOSPC, "No space left on device", "/var/cache/x")
+    assert reasons.failure_reason(elsewhere, cfg, "evaluate").startswith("disk full: no space left writing /var/cache/x")
+    assert "\n" not in reasons.failure_reason(torch_error, cfg, "quantize")
+
+
+def test_other_failures_are_their_type_and_first_line(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert reasons.failure_reason(ValueError("bad\nmore"), cfg, "quantize") == "ValueError: bad"
+    assert reasons.failure_reason(ConfigError("quant.bits=5 is not supported"), cfg, "quantize") == (
+        "ConfigError: quant.bits=5 is not supported")
+    assert reasons.exit_reason(-9) == "killed by SIGKILL (out of memory?)"
+    assert reasons.exit_reason(-11) == "killed by SIGSEGV" and reasons.exit_reason(3) == "exited with code 3"
+
+
+def _cells(n: int) -> list:
+    return [Cell("tiny-s", "rtn", ("method=rtn", "model=tiny-s", f"quant.bits={b}"), ()) for b in (8, 4, 3, 2, 8, 4, 3)[:n]]
+
+
+def test_jobs_run_batches_chosen_from_the_grid(tmp_path):
+    cells = _cells(7)
+    assert [len(b) for b in launchers.make_batches(_cfg(tmp_path, max_parallel=3), cells)] == [3, 3, 1]
+    assert [len(b) for b in launchers.make_batches(_cfg(tmp_path, max_parallel=16), cells)] == [1] * 7
+    assert [len(b) for b in launchers.make_batches(_cfg(tmp_path, max_parallel=1), cells)] == [7]
+    assert [len(b) for b in launchers.make_batches(_cfg(tmp_path, max_parallel=3, cells_per_job=2), cells)] == [2, 2, 2, 1]
+    assert sum(launchers.make_batches(_cfg(tmp_path, max_parallel=2), cells), []) == cells  # plan order kept
+
+
+def test_launcher_counts_must_be_positive():
+    for key in ("max_parallel", "cells_per_worker", "cells_per_job"):
+        with pytest.raises(ConfigError, match=f"launcher.{key}=0 must be >= 1"):
+            compose("evaluate_sweep", [f"launcher.{key}=0"])
+
+
+def _fake_commands(folder: Path, scontrol_ping: str, names=launchers.SLURM_COMMANDS) -> str:
+    folder.mkdir()
+    for name in names:
+        script = folder / name
+        script.write_text(f"#!/bin/sh\n{scontrol_ping if name == 'scontrol' else 'exit 0'}\n")
+        script.chmod(0o755)
+    return str(folder)
+
+
+def test_slurm_without_its_commands_or_controller_is_one_line_at_plan_time(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, name="slurm")
+    monkeypatch.setenv("PATH", _fake_commands(tmp_path / "none", "", names=()))
+    with pytest.raises(ConfigError) as error:
+        launchers.check_launcher(cfg)
+    assert "launcher=slurm: sbatch, srun, scancel, scontrol not found on PATH" in str(error.value)
+    monkeypatch.setenv("PATH", _fake_commands(tmp_path / "down", "echo 'Slurmctld(primary) at vm is DOWN'; exit 1"))
+    with pytest.raises(ConfigError, match=r"controller does not answer \(`scontrol ping`: Slurmctld\(primary\) at vm is DOWN\)"):
+        launchers.check_launcher(cfg)
+    monkeypatch.setenv("PATH", _fake_commands(tmp_path / "up", "echo 'Slurmctld(primary) at vm is UP'"))
+    launchers.check_launcher(cfg)
+    launchers.check_launcher(_cfg(tmp_path, name="local"))  # nothing to check
+
+
+def test_the_slurm_check_runs_in_a_dry_run_before_planning(tmp_path):
+    """One line, exit 2, no traceback, nothing created (the issue's 'dry run lists the cells
+    as pending with no hint')."""
+    env = {"PATH": _fake_commands(tmp_path / "bin", "", names=())}
+    result = run_cli("evaluate", "sweep", "launcher=slurm", "--dry-run", f"sweeps_dir={tmp_path / 'sweeps'}",
+                     f"output_dir={tmp_path / 'artifacts'}", f"results_dir={tmp_path / 'results'}", env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "launcher=slurm:" in errors[0] and "Traceback" not in result.stderr
+    assert "pending" not in result.stdout and not (tmp_path / "sweeps").exists()

@@ -3,7 +3,11 @@ process of that sweep, the sweep itself and each cell).
 
 QLAB_KILL_AT="<point>:<n>" SIGKILLs the sweep's whole process group, the sweep and every
 running cell, the n-th time any of its processes reaches <point>. The hits are counted
-in the file QLAB_KILL_COUNTER, one byte per hit, across processes. Points:
+in the file QLAB_KILL_COUNTER, one byte per hit, across processes. QLAB_KILL_SIGNAL (a
+signal name, default SIGKILL) and QLAB_KILL_TARGET change what is sent where: "group"
+(default: every process of the sweep, as a terminal's Ctrl-C does), "leader" (the process
+group's leader only: the sweep itself, started in its own session) or "self" (the process
+that reached the point: a cell's worker). Points:
 
   artifact-publish  an artifact's weights and manifest are in its staging folder, not yet renamed into place
   record-write      a cell is evaluating: a record is about to be staged (earlier records are published)
@@ -35,7 +39,14 @@ def _reached(point: str) -> None:
     finally:
         os.close(fd)
     if hits == int(nth):
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+        signum = getattr(signal, os.environ.get("QLAB_KILL_SIGNAL", "SIGKILL"))
+        target = os.environ.get("QLAB_KILL_TARGET", "group")
+        if target == "self":
+            os.kill(os.getpid(), signum)
+        elif target == "leader":
+            os.kill(os.getpgid(0), signum)
+        else:
+            os.killpg(os.getpgid(0), signum)
 
 
 def _install() -> None:

@@ -1,0 +1,81 @@
+"""Why a cell failed, in one line: the error's type and first line, or, for a full disk,
+which folder is full; and what a worker's exit code means."""
+
+from __future__ import annotations
+
+import errno
+import signal
+from pathlib import Path
+from typing import Optional
+
+from configs.errors import ConfigError
+from configs.sweep_schema import EvalSweepConfig
+
+# What a full disk looks like when the library that hit it does not pass the OSError on
+# (torch's zip writer: "[enforce fail at inline_container.cc:...] . unexpected pos ...").
+DISK_FULL_TEXT = ("No space left on device", "unexpected pos", "file write failed", "Disk quota exceeded")
+FOLDERS = (("output_dir", "artifacts"), ("results_dir", "results"), ("sweeps_dir", "sweeps"))
+STEP_FOLDER = {"quantize": "output_dir", "evaluate": "results_dir"}
+
+
+def failure_reason(error: BaseException, cfg: EvalSweepConfig, step: str) -> str:
+    """One line: the error's type and first line; a full disk says so and names the folder
+    (from the failed write's file name, else the folder the failing step writes to)."""
+    if isinstance(error, ConfigError):
+        return f"ConfigError: {_first_line(error)}"
+    if is_disk_full(error):
+        filename = _filename(error)
+        setting = _setting_of(cfg, filename) if filename else STEP_FOLDER.get(step)
+        if setting is None:
+            where = f"writing {filename}"
+        else:
+            label = dict(FOLDERS)[setting]
+            where = f"in the {label} folder {Path(getattr(cfg, setting)).expanduser().resolve()} ({setting})"
+        return f"disk full: no space left {where}; free space, then rerun with --retry-failed"
+    text = _first_line(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {returncode}"
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_disk_full(error: BaseException) -> bool:
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(link) for text in DISK_FULL_TEXT):
+            return True
+    return False
+
+
+def _filename(error: BaseException) -> Optional[str]:
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.filename:
+            return str(link.filename)
+    return None
+
+
+def _setting_of(cfg: EvalSweepConfig, filename: str) -> Optional[str]:
+    path = Path(filename).expanduser().resolve()
+    for setting, _ in FOLDERS:
+        if path.is_relative_to(Path(getattr(cfg, setting)).expanduser().resolve()):
+            return setting
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
