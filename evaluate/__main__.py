@@ -6,12 +6,10 @@ import logging
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from common.cli import run_command
 from common.environments import dispatch, manifest_environment, needs_dispatch
 from common.storage import ensure_writable_dir, read_manifest
-from configs.compose import compose, compose_dict, describe_config, group_choices
+from configs.compose import compose, describe_config, group_choices
 from configs.errors import ConfigError, LabError
 
 # Each command imports its stage when it runs, not here: `--help` and a bad setting answer
@@ -43,7 +41,7 @@ sweep    quantize + evaluate every (model, method, bits) cell of a sweep; resuma
   --dry-run       list the cells with their status and memory estimate, run nothing
   --retry-failed  also rerun the cells that failed before
 
-  --cfg    print the composed config and exit (run, report: validated; it says what was checked)
+  --cfg    print the composed config and exit (validated; it says what was checked)
 
 A bad setting or a damaged input file is one line (exit code 2); Ctrl-C or SIGTERM stops
 run and report cleanly (exit code 130 / 143) and a rerun resumes.
@@ -51,8 +49,8 @@ run and report cleanly (exit code 130 / 143) and a rerun resumes.
 CFG_CHECKED = {
     "run": "# valid: the settings, results_dir; checked when it runs: the artifact's files, the tasks, data files",
     "report": "# valid: the settings; checked when it runs: the records in results_dir",
+    "sweep": "# valid: the settings, the launcher's services and every cell not done yet; checked when it runs: each cell's model and files",
 }
-
 
 def main(argv: list[str]) -> int:
     # force: libraries imported above may already have configured the root logger
@@ -78,11 +76,8 @@ def main(argv: list[str]) -> int:
         print(f"error: unknown command {command!r}; choices: {', '.join([*COMMANDS, 'report'])}", file=sys.stderr)
         return 2
     try:
-        if "--cfg" in args and command == "run":
-            return print_config(command, [a for a in args if a != "--cfg"])
         if "--cfg" in args:
-            print(OmegaConf.to_yaml(compose_dict(COMMANDS[command], [a for a in args if a != "--cfg"])))
-            return 0
+            return print_config(command, [a for a in args if a != "--cfg"])
         job = compose(COMMANDS[command], args)
         if command == "run":  # an artifact loads in the environment it was made in (its manifest says which)
             environment = manifest_environment(read_manifest(Path(job.artifact)))
@@ -100,7 +95,6 @@ def main(argv: list[str]) -> int:
         return error.exit_code
     print("\n".join(str(folder) for folder in folders))
     return 0
-
 
 def report(args: list[str]) -> int:
     """`report`: the results table checked (rebuilt from the records, with a warning, if it
@@ -123,13 +117,16 @@ def report(args: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
 
-
 def print_config(command: str, overrides: list[str]) -> int:
     """`--cfg`: the composed config, then whether it is valid and what was checked."""
 
     def check(job) -> None:
         if command == "run":
             ensure_writable_dir("results_dir", job.results_dir)
+        if command == "sweep":
+            from sweep.run import check_sweep  # its stage, imported when run (see above)
+
+            check_sweep(job)
 
     text, error = describe_config(COMMANDS.get(command, command), overrides, check)
     print(text.rstrip("\n"))
@@ -138,7 +135,6 @@ def print_config(command: str, overrides: list[str]) -> int:
         return error.exit_code
     print(CFG_CHECKED[command])
     return 0
-
 
 # run and report stop cleanly on Ctrl-C / SIGTERM and say failures in one line (common.cli);
 # sweep and its cells keep their own handling (sweep/).

@@ -65,6 +65,12 @@ def run_sweep(cfg: EvalSweepConfig) -> int:
         return 128 + signum
 
 
+def check_sweep(cfg: EvalSweepConfig) -> None:
+    """What `--cfg` checks: the launcher is usable here and every cell not done is valid."""
+    check_launcher(cfg)
+    plan_cells(cfg)
+
+
 def _run(cfg: EvalSweepConfig, on_stop: list) -> int:
     check_launcher(cfg)
     cells = plan_cells(cfg)
@@ -90,6 +96,8 @@ def _run(cfg: EvalSweepConfig, on_stop: list) -> int:
         # Cells rebuild the table as they finish; in parallel, one that read the records
         # before another published its own can write last, so rebuild once from all.
         _bookkeeping("rebuild the results table", cfg.results_dir, lambda: store.write_table(Path(cfg.results_dir)))
+    else:  # nothing ran: a damaged or stale table is rebuilt before the report is judged current
+        _bookkeeping("check the results table", cfg.results_dir, lambda: store.ensure_table(Path(cfg.results_dir)))
     final = {cell: _final(cfg, cell, outcomes.get(cell)) for cell in cells}
     _print_summary(cfg, cells, final, ran=set(todo))
     if cfg.report and any(s["status"] == "done" for s in final.values()) and (todo or not _report_is_current(cfg)):

@@ -117,11 +117,12 @@ def test_a_broken_results_table_is_rebuilt_and_a_broken_record_skipped_by_the_re
     ("quantize", ["method=rtn", "quant.bits=5"], "quant.bits=5 is not supported by method=rtn"),
     ("evaluate", ["run", "artifact=x", "eval.limit=-3"], "eval.limit=-3 must be >= 1"),
     ("evaluate", ["report", "gate.min_recovery=7"], "gate.min_recovery=7.0"),
+    ("evaluate", ["sweep", "launcher.max_parallel=0"], "launcher.max_parallel=0 must be >= 1"),
 ])
 def test_cfg_validates_what_it_prints(command, args, said):
     bad = run_cli(command, *args, "--cfg")
     one_error_line(bad.returncode, bad.stderr, said, "the config printed above is not valid")
     assert bad.returncode == 2 and bad.stdout.strip()  # the config is still shown
-    good = run_cli(command, *[a for a in args if not a.startswith(("quant.bits", "eval.limit", "gate."))], "--cfg")
+    good = run_cli(command, *[a for a in args if not a.startswith(("quant.bits", "eval.limit", "gate.", "launcher."))], "--cfg")
     assert good.returncode == 0, good.stderr[-2000:]
     assert good.stdout.rstrip().splitlines()[-1].startswith("# valid: ")

@@ -65,6 +65,17 @@ def test_rerun_of_a_finished_sweep_does_no_work(finished):
     assert {p: p.stat().st_size for p in (root / "sweeps" / "small" / "logs").iterdir()} == logs
 
 
+def test_rerun_with_nothing_to_do_rebuilds_a_damaged_results_table(finished):
+    root, _ = finished
+    table = root / "results" / "table.parquet"
+    table.write_bytes(b"")
+    again = sweep(root)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 done, 4 reused, 0 failed" in again.stdout
+    assert f"{table} is empty; rebuilding the results table" in again.stderr
+    assert len(pd.read_parquet(table)) == len(list(store.iter_records(root / "results")))
+
+
 def test_dry_run_lists_status_and_memory_without_running(finished, tmp_path):
     root, _ = finished
     result = run_cli("evaluate", *sweep_args(root, "--dry-run"))
