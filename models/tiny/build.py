@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -41,7 +42,7 @@ from tasks.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 4  # bump when the folder layout, tokenizer or training code changes
+LAYOUT_VERSION = 5  # bump when the folder layout, tokenizer or training code changes
 MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
 
@@ -108,7 +109,7 @@ def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=Non
     with _lock(root / f".{name}.lock"):
         if not force and (found := find_build(root, profile, sizes, seed)):
             return found  # another process built it while we waited
-        _build_atomically(root / name, PROFILES[profile], profile, sizes, seed)
+        _build_atomically(root / name, PROFILES[profile], profile, sizes, seed, fresh=force)
     return TinyFamily(root / name)
 
 
@@ -165,18 +166,22 @@ def _lock(path: Path):
 
 
 def _build_atomically(final: Path, profile: Profile, profile_name: str,
-                      sizes: tuple[str, ...], seed: int) -> None:
-    temporary = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        _build(temporary, final.name, profile, profile_name, sizes, seed)
-        if final.exists():  # force, or a folder left without its manifest
-            stale = final.with_name(f".old-{final.name}-{os.getpid()}")
-            os.rename(final, stale)
-            shutil.rmtree(stale)
-        os.rename(temporary, final)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+                      sizes: tuple[str, ...], seed: int, fresh: bool = False) -> None:
+    """Build in `.partial-<name>` next to `final`, then rename it. A build that stops
+    before (killed, or an error) leaves that folder behind, and the next build of the
+    same settings resumes from it: its data, finished sizes and saved training states
+    (`fresh`: start over instead)."""
+    partial = final.with_name(f".partial-{final.name}")
+    for stale in final.parent.glob(f".tmp-{final.name}-*"):  # left by builds before resuming
+        shutil.rmtree(stale, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(partial, ignore_errors=True)
+    _build(partial, final.name, profile, profile_name, sizes, seed)
+    if final.exists():  # force, or a folder left without its manifest
+        stale = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, stale)
+        shutil.rmtree(stale)
+    os.rename(partial, final)
     log.info("tiny family: built %s", final)
 
 
@@ -191,21 +196,26 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
 
     started = time.monotonic()
     work, data = out / ".work", out / "data"
-    work.mkdir(parents=True)
-    data.mkdir()
+    prepared = work / "prepared"  # written once the data and the tokenizer are complete
+    if prepared.is_file():
+        log.info("tiny family: resuming the build in %s", out)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        work.mkdir(parents=True)
+        data.mkdir()
+        log.info("tiny family: generating data (seed %d)", seed)
+        splits = generate_splits(profile.data, seed)
+        for task in TASKS:
+            _write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
 
-    log.info("tiny family: generating data (seed %d)", seed)
-    splits = generate_splits(profile.data, seed)
-    for task in TASKS:
-        _write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
-
-    log.info("tiny family: training the tokenizer")
-    tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
-    tokenizer.save_pretrained(work / "tokenizer")
-    _write_calibration(data, tokenizer, splits["train"])
-    torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
-               work / "examples.pt")
-    torch.save(splits["eval"], work / "eval_docs.pt")
+        log.info("tiny family: training the tokenizer")
+        tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
+        tokenizer.save_pretrained(work / "tokenizer")
+        _write_calibration(data, tokenizer, splits["train"])
+        torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
+                   work / "examples.pt")
+        torch.save(splits["eval"], work / "eval_docs.pt")
+        prepared.write_text("")
 
     jobs = [TrainJob(size, profile.sizes[size], profile.train.resolved(), seed, work, out / size)
             for size in sizes]
@@ -222,11 +232,22 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
         "generator_version": GENERATOR_VERSION,
         "layout_version": LAYOUT_VERSION,
         "settings": profile.settings_for(sizes),
-        "build_seconds": round(time.monotonic() - started, 1),
+        "build_seconds": round(time.monotonic() - started, 1),  # of the last run, if resumed
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_flags": cpu_flags(),
         "versions": _library_versions(),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The CPU's vector-instruction flags that decide training speed (x86 Linux; else [])."""
+    try:
+        flags = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M)
+    except OSError:
+        return []
+    wanted = re.compile(r"^(avx\w*|amx\w*|fma|f16c|sse4_2)$")
+    return sorted(f for f in (flags.group(1).split() if flags else []) if wanted.match(f))
 
 
 def _tokenizer_corpus(train: dict[str, list[dict]]):
@@ -260,6 +281,11 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     training alone on one core at the end (measured: 16.3 vs 14.0 minutes, identical weights)."""
     from models.tiny.training import train_size  # torch: imported when training (see _build)
 
+    done = {job.size: json.loads(job.report_path.read_text())
+            for job in jobs if job.report_path.is_file()}  # by an earlier, killed run
+    jobs = [job for job in jobs if job.size not in done]
+    if not jobs:
+        return {size: done[size] for size in SIZES if size in done}
     jobs, workers = training_schedule(jobs, usable_cores())
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
@@ -283,7 +309,8 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
                 status[size] = f"step {entry['step']} dev {entry['dev_exact_match']:.2f}"
                 bar.set_postfix(status, refresh=False)
                 bar.update()
-        reports = {size: futures[size].result() for size in SIZES if size in futures}
+        reports = {size: done[size] if size in done else futures[size].result()
+                   for size in SIZES if size in futures or size in done}
     for size, report in reports.items():
         scores = ", ".join(f"{task} acc {r['accuracy']:.2f} fmt {r['format_compliance']:.2f}"
                            for task, r in report["held_out"].items())
