@@ -563,3 +563,45 @@ def test_killing_the_build_stops_its_training_workers(tmp_path):
     for process in alive:
         process.kill()
     assert not alive, f"helper processes outlived the build: {[p.cmdline() for p in alive]}"
+
+
+def _kill_when(build: subprocess.Popen, ready, timeout: float = 600) -> None:
+    """SIGKILL the build (its training workers die with it) once `ready()` holds."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert build.poll() is None, "the build ended before it could be killed"
+        assert time.monotonic() < deadline, "the build never reached the kill point"
+        time.sleep(0.2)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    time.sleep(2)  # the workers die with the build (PR_SET_PDEATHSIG)
+
+
+@pytest.mark.slow
+def test_a_build_killed_twice_resumes_to_the_weights_of_an_uninterrupted_one(quick_family,
+                                                                             tmp_path):
+    """Killed for real (SIGKILL) after its first saved training state, and again after a
+    later one: the third run resumes and ends with the uninterrupted build's weights."""
+    command = [sys.executable, "-m", "models.tiny", "build", "--profile", "quick",
+               "--sizes", "tiny-s,tiny-l", "--cache-dir", str(tmp_path)]
+    start = lambda: subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = lambda: next((tmp_path / "tiny").glob(".partial-*/.work/tiny-l.state.pt"), None)
+    _kill_when(start(), lambda: state() is not None)
+    first = state().stat().st_mtime_ns
+    _kill_when(start(), lambda: state() is None or state().stat().st_mtime_ns != first)
+
+    finished = start()
+    assert finished.wait(timeout=600) == 0
+    resumed = find_build(cache_root(tmp_path), "quick", ("tiny-s", "tiny-l"), 0)
+    assert resumed is not None and resumed.root != quick_family.root
+    assert resumed.report["sizes"]["tiny-l"]["resumed_from_steps"], "trained from step 0 again"
+    for size in ("tiny-s", "tiny-l"):
+        weights = lambda family: (family.model_path(size) / "model.safetensors").read_bytes()
+        assert weights(resumed) == weights(quick_family), size
+    assert [p.name for p in (tmp_path / "tiny").iterdir() if not p.name.endswith(".lock")] == [
+        resumed.root.name]  # no partial or temporary folder left
