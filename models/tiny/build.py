@@ -7,7 +7,10 @@ Layout of one build, `<cache root>/tiny/<profile>-seed<seed>-<settings hash>-<si
     data/calibration.txt             the same texts, newlines replaced by spaces, one per line
     data/train_report.json           per size: parameters, steps, time, held-out scores
     build.json                       manifest; written last, so its presence means complete
-The folder is built under a temporary name next to it and renamed when complete.
+    data/answers-<size>.jsonl        each size's greedy answer to every held-out prompt
+The folder is built as `.partial-<name>` next to it and renamed when complete; a build
+that stopped (killed) leaves it, and the next one resumes from it (see `_build_atomically`).
+The release in the repository (`release.py`) is one such folder, stored in bfloat16.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
@@ -36,52 +37,15 @@ from tqdm.auto import tqdm
 
 from common.storage import CACHE_ENV
 from common.storage import cache_root as lab_cache_root
+from models.tiny.family import LAYOUT_VERSION, MANIFEST, TinyFamily, write_jsonl
 from models.tiny.generator import GENERATOR_VERSION, LAB_TASK_NAMES, TASKS, assistant_reply, generate_splits
+from models.tiny.release import file_table, load_release
 from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 from tasks.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 5  # bump when the folder layout, tokenizer or training code changes
-MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass(frozen=True)
-class TinyFamily:
-    """A completed build: where its checkpoints, data and reports are."""
-
-    root: Path
-
-    @cached_property
-    def manifest(self) -> dict:
-        return json.loads((self.root / MANIFEST).read_text())
-
-    @property
-    def sizes(self) -> tuple[str, ...]:
-        return tuple(self.manifest["sizes"])
-
-    def model_path(self, size: str) -> Path:
-        if size not in self.sizes:
-            raise ValueError(f"size {size!r} is not in this build; built: {', '.join(self.sizes)}")
-        return self.root / size
-
-    def data_path(self, task: str) -> Path:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
-        return self.root / "data" / f"tiny_{task}.jsonl"
-
-    @property
-    def calibration_path(self) -> Path:
-        return self.root / "data" / "calibration.jsonl"
-
-    @property
-    def calibration_text_path(self) -> Path:
-        return self.root / "data" / "calibration.txt"
-
-    @cached_property
-    def report(self) -> dict:
-        return json.loads((self.root / "data" / "train_report.json").read_text())
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -90,10 +54,12 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=None,
-                 force: bool = False) -> TinyFamily:
+                 force: bool = False, use_release: bool = True) -> TinyFamily:
     """The tiny family for these settings, trained now only if no complete build exists.
 
-    A complete build holding more sizes (same profile and seed) is reused as it is.
+    A complete build holding more sizes (same profile and seed) is reused as it is. With
+    the default settings (profile full, seed 0) and no such build in the cache, the
+    release in the repository is used (`use_release`; checked against its manifest).
     """
     sizes = _check_sizes(sizes)
     if profile not in PROFILES:
@@ -105,6 +71,11 @@ def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=Non
     if not force and (found := find_build(root, profile, sizes, seed)):
         log.info("tiny family: using %s", found.root)
         return found
+    if use_release and not force and (profile, seed) == ("full", 0):
+        release = load_release()
+        if release is not None and set(sizes) <= set(release.sizes):
+            log.info("tiny family: using the release %s", release.root)
+            return release
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / f".{name}.lock"):
         if not force and (found := find_build(root, profile, sizes, seed)):
@@ -206,7 +177,7 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
         log.info("tiny family: generating data (seed %d)", seed)
         splits = generate_splits(profile.data, seed)
         for task in TASKS:
-            _write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
+            write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
 
         log.info("tiny family: training the tokenizer")
         tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
@@ -236,6 +207,7 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu_flags": cpu_flags(),
         "versions": _library_versions(),
+        "files": file_table(out),  # what `python -m models.tiny verify` checks
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
 
@@ -268,7 +240,7 @@ def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> N
                 {"role": "assistant", "content": assistant_reply(task, doc)}]
         texts.append(tokenizer.apply_chat_template(chat, tokenize=False))
     assert all(text.endswith(IM_END + "\n") for text in texts)
-    _write_jsonl(data / "calibration.jsonl", [{"text": t} for t in texts])
+    write_jsonl(data / "calibration.jsonl", [{"text": t} for t in texts])
     (data / "calibration.txt").write_text("".join(" ".join(t.split("\n")) + "\n" for t in texts))
 
 
@@ -342,10 +314,6 @@ def die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # it died before the line above took effect
         os._exit(1)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _library_versions() -> dict[str, str]:

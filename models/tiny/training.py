@@ -26,6 +26,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
 
 from tasks.prompts import render_prompt
 from models.tiny.evaluation import evaluate_tasks
+from models.tiny.family import write_jsonl
 from models.tiny.generator import LAB_TASK_NAMES, assistant_reply
 from models.tiny.settings import SizeConfig, TrainSettings
 from models.tiny.tokenizer import END_OF_TEXT, IM_END, chat_prompt
@@ -86,7 +87,8 @@ def train_size(job: TrainJob) -> dict:
 
     reloaded = AutoModelForCausalLM.from_pretrained(job.out_dir)  # score what was saved
     eval_docs = torch.load(job.work_dir / "eval_docs.pt")
-    held_out = evaluate_tasks(reloaded, tokenizer, eval_docs, job.train.max_new_tokens)
+    held_out, answers = evaluate_tasks(reloaded, tokenizer, eval_docs, job.train.max_new_tokens)
+    write_jsonl(job.out_dir.parent / "data" / f"answers-{job.size}.jsonl", answers)
     report = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": vars(job.size_config),
