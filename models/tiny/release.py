@@ -52,7 +52,7 @@ def make_release(build: TinyFamily, out: Path = RELEASE_DIR) -> Path:
     import torch  # imported when used: models.tiny (and this module) stay light to import
     from transformers import AutoModelForCausalLM
 
-    from models.tiny.evaluation import score_answers
+    from models.tiny.evaluation import score_answers  # torch: imported when used (see above)
 
     if out == RELEASE_DIR and (differences := stale_settings(build.manifest)):
         raise LabError(f"{build.root}: not a build of the default settings (differs in "
@@ -165,7 +165,7 @@ def record_answers(family: TinyFamily, size: str, limit: int | None = None) -> l
     import torch  # imported when used: models.tiny (and this module) stay light to import
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.tiny.evaluation import held_out_answers
+    from models.tiny.evaluation import held_out_answers  # torch: imported when used (see above)
 
     torch.set_num_threads(1)
     folder = family.model_path(size)

@@ -222,6 +222,30 @@ def test_every_linear_input_width_is_a_multiple_of_128():
                    num_attention_heads=2, num_key_value_heads=2)
 
 
+def test_full_ladder_spans_10x_and_its_two_largest_sizes_suit_256_element_blocks():
+    """llama.cpp's k-quants work on 256-element blocks of a Linear layer's input."""
+    from models.tiny.training import new_model
+
+    class Tokenizer:  # what new_model reads of a tokenizer
+        def __len__(self):
+            return 1024
+
+        def convert_tokens_to_ids(self, token):
+            return 0
+
+    models = {size: new_model(PROFILES["full"].sizes[size], Tokenizer(), 0) for size in SIZES}
+    parameters = {size: sum(p.numel() for p in m.parameters()) for size, m in models.items()}
+    assert parameters["tiny-l"] >= 10 * parameters["tiny-s"]
+    for size in ("tiny-m", "tiny-l"):
+        widths = {m.in_features for m in models[size].modules() if isinstance(m, torch.nn.Linear)}
+        assert all(width % 256 == 0 for width in widths), (size, widths)
+
+
+def test_training_states_are_saved_at_evaluations():
+    with pytest.raises(ValueError, match="checkpoint_every = 150 is not a multiple of eval_every"):
+        TrainSettings(eval_every=100, checkpoint_every=150)
+
+
 def test_layer_parameters_count_the_decoder_layers_linear_weights():
     """The build orders sizes by `layer_parameters` (largest first); it must be the real
     count, and the full profile's sizes must grow with it."""
@@ -384,7 +408,7 @@ def test_ensure_built_rejects_bad_arguments(tmp_path):
     (["build", "--sizes", "tiny-s,huge"], "choices: tiny-s, tiny-m, tiny-l"),
     (["build", "--profile", "fast"], "choose from 'full', 'quick'"),
     (["path", "--seed", "x"], "non-negative integer"),
-    (["train"], "choose from 'build', 'path'"),
+    (["train"], "choose from 'verify', 'release', 'build', 'path'"),
 ])
 def test_cli_bad_arguments_are_one_line_and_exit_2(arguments, expected, tmp_path):
     result = _cli(arguments, tmp_path)
