@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,10 @@ def test_stale_settings_names_what_changed_but_not_the_matmul_dtype(manifest):
     changed["generator_version"] += 1
     changed["settings"]["data"]["eval_per_task"] += 1
     assert stale_settings(changed) == ["generator_version", "settings"]
+
+
+def test_cli_path_with_an_empty_cache_names_the_release(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "models.tiny", "path"], capture_output=True,
+                            text=True, env={**os.environ, "QLAB_CACHE": str(tmp_path)}, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0 and result.stdout.strip() == str(RELEASE_DIR)
