@@ -13,7 +13,7 @@ PY=.venv/bin/python
 echo "tiny family: $($PY -m models.tiny path)"
 # A CPU-sized slice of the default sweep (python -m evaluate sweep runs all of it): the
 # smallest and the largest size (11.8x apart), 300 held-out prompts per task.
-$PY -m evaluate sweep sweep.name=demo-cpu 'sweep.models=[tiny-s,tiny-l]' 'sweep.eval_overrides=[eval.limit=300]' \
+$PY -m evaluate sweep sweep.name=demo-cpu 'sweep.models=[tiny-s,tiny-l]' 'sweep.eval_overrides=["eval.limit=300"]' \
     'sweep.methods=[{method: rtn, bits: [8, 4, 3, 2]}, {method: gptq, bits: [4, 3]}, {method: hqq, bits: [4, 2]}, {method: bnb_nf4}]' \
     launcher.max_parallel=2
 echo
