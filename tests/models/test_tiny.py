@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from configs.errors import BadFile
 from configs.schema import TINY_PROFILES, TINY_SIZES
 from models.tiny import PROFILES, SIZES, TASKS, ensure_built
 from models.tiny import settings as settings_module
@@ -629,3 +631,23 @@ def test_a_build_killed_twice_resumes_to_the_weights_of_an_uninterrupted_one(qui
         assert weights(resumed) == weights(quick_family), size
     assert [p.name for p in (tmp_path / "tiny").iterdir() if not p.name.endswith(".lock")] == [
         resumed.root.name]  # no partial or temporary folder left
+
+
+@pytest.mark.slow
+def test_verify_checks_a_builds_checksums_and_recorded_answers(quick_family, tmp_path):
+    from models.tiny.release import ReleaseMismatch, verify
+
+    assert verify(quick_family.root, sample=64) == dict.fromkeys(SIZES, 64 * len(TASKS))
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_family.root, copy)
+    answers = copy / "data" / "answers-tiny-s.jsonl"
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[0]["generation"] += " (edited)"
+    answers.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(BadFile, match="answers-tiny-s.jsonl: differs"):
+        verify(copy)  # the build's manifest lists it
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["files"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseMismatch, match="tiny-s now answers openmath prompt 0"):
+        verify(copy)
