@@ -114,19 +114,19 @@ def _any_matmul_dtype(settings: dict) -> dict:
     return {**settings, "train": train}
 
 
-def check_files(root: Path, manifest: dict) -> None:
+def check_files(root: Path, manifest: dict, advice: str = RESTORE) -> None:
     """Every file the manifest lists has its recorded size and sha256 (BadFile if not)."""
     for name, expected in manifest["files"].items():
         path = root / name
         if not path.is_file():
-            raise BadFile(path, "is missing from the tiny-family release", RESTORE)
+            raise BadFile(path, "is missing from the tiny-family release", advice)
         size = path.stat().st_size
         if size != expected["bytes"]:
             raise BadFile(path, f"has {size} bytes, the release manifest says {expected['bytes']} "
-                                "(truncated or replaced)", RESTORE)
+                                "(truncated or replaced)", advice)
         if _sha256(path) != expected["sha256"]:
             raise BadFile(path, "differs from the release manifest's sha256 (damaged or edited)",
-                          RESTORE)
+                          advice)
 
 
 def verify(root: Path, sample: int = VERIFY_SAMPLE) -> dict[str, int]:
@@ -140,7 +140,8 @@ def verify(root: Path, sample: int = VERIFY_SAMPLE) -> dict[str, int]:
         raise BadFile(root, f"has no {RELEASE_MANIFEST} or {MANIFEST}: not a tiny-family build or release")
     manifest = json.loads(manifest_file.read_text())
     if "files" in manifest:
-        check_files(root, manifest)
+        check_files(root, manifest, RESTORE if manifest_file.name == RELEASE_MANIFEST else
+                    "rebuild it: `python -m models.tiny build --force`")
     family = TinyFamily(root)
     compared = {}
     for size in family.sizes:
