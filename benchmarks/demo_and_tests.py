@@ -4,9 +4,10 @@
     python -m benchmarks.demo_and_tests --only demo     # or --only tests
     python -m benchmarks.demo_and_tests --only tests -- -m "not slow"   # arguments after -- go to test.sh
 
-Measured "after setup": the demo is timed when .venv exists and the tiny family is built
-(the benchmark checks both and says how to get there; `--allow-setup` times it anyway,
-setup included). A rerun of the demo does no work, so the demo's time is that of its
+Measured "after setup": the demo is timed when .venv exists and the tiny family is there
+(a cached build of the default settings or the release in the repository, which a fresh
+clone has; the benchmark checks both and says how to get there; `--allow-setup` times it
+anyway, setup included). A rerun of the demo does no work, so the demo's time is that of its
 *first* run on a machine: remove `lab/` (or point elsewhere) for a fresh measurement;
 the benchmark records whether lab/sweeps existed before. Each command runs once (these take
 minutes; the ratio to the target is what is reported), with its output in
@@ -32,15 +33,14 @@ COMMANDS = {"demo": ["bash", "scripts/demo.sh"], "tests": ["bash", "scripts/test
 
 
 def preconditions() -> dict:
-    """Whether the environment is set up and the (default-profile) tiny family is built."""
+    """Whether the environment is set up and the (default-profile) tiny family is there:
+    built in the cache, or the release (`python -m models.tiny path` finds either)."""
     venv = (REPO_ROOT / ".venv" / "bin" / "python").is_file()
     built = None
     if venv:
-        code = ("from models.tiny import SIZES, cache_root, find_build; "
-                "print(find_build(cache_root(), 'full', tuple(SIZES), 0) is not None)")
-        p = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", code], cwd=REPO_ROOT,
-                           capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
-        built = p.stdout.strip().endswith("True") if p.returncode == 0 else None
+        p = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "models.tiny", "path"],
+                           cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
+        built = p.returncode == 0
     return {"venv": venv, "tiny_family_built": built, "lab_has_sweeps": (REPO_ROOT / "lab" / "sweeps").exists()}
 
 
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     before = preconditions()
     print(f"preconditions: {before}")
     if "demo" in parts and not args.allow_setup and not (before["venv"] and before["tiny_family_built"]):
-        print("the demo is timed after setup: run `bash scripts/setup.sh main` and `.venv/bin/python -m models.tiny "
-              "build` first (or pass --allow-setup to time setup too)")
+        print("the demo is timed after setup: run `bash scripts/setup.sh main` first, and `.venv/bin/python -m "
+              "models.tiny build` if the release is not there (or pass --allow-setup to time setup too)")
         return 2
     out = Path(args.out) if args.out else RESULTS_DIR / f"{NAME}.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}

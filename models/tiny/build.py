@@ -7,7 +7,10 @@ Layout of one build, `<cache root>/tiny/<profile>-seed<seed>-<settings hash>-<si
     data/calibration.txt             the same texts, newlines replaced by spaces, one per line
     data/train_report.json           per size: parameters, steps, time, held-out scores
     build.json                       manifest; written last, so its presence means complete
-The folder is built under a temporary name next to it and renamed when complete.
+    data/answers-<size>.jsonl        each size's greedy answer to every held-out prompt
+The folder is built as `.partial-<name>` next to it and renamed when complete; a build
+that stopped (killed) leaves it, and the next one resumes from it (see `_build_atomically`).
+The release in the repository (`release.py`) is one such folder, stored in bfloat16.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ import logging
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
@@ -35,52 +37,15 @@ from tqdm.auto import tqdm
 
 from common.storage import CACHE_ENV
 from common.storage import cache_root as lab_cache_root
+from models.tiny.family import LAYOUT_VERSION, MANIFEST, TinyFamily, write_jsonl
 from models.tiny.generator import GENERATOR_VERSION, LAB_TASK_NAMES, TASKS, assistant_reply, generate_splits
+from models.tiny.release import file_table, load_release
 from models.tiny.settings import IM_END, PROFILES, SIZES, Profile
 from tasks.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 4  # bump when the folder layout, tokenizer or training code changes
-MANIFEST = "build.json"
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass(frozen=True)
-class TinyFamily:
-    """A completed build: where its checkpoints, data and reports are."""
-
-    root: Path
-
-    @cached_property
-    def manifest(self) -> dict:
-        return json.loads((self.root / MANIFEST).read_text())
-
-    @property
-    def sizes(self) -> tuple[str, ...]:
-        return tuple(self.manifest["sizes"])
-
-    def model_path(self, size: str) -> Path:
-        if size not in self.sizes:
-            raise ValueError(f"size {size!r} is not in this build; built: {', '.join(self.sizes)}")
-        return self.root / size
-
-    def data_path(self, task: str) -> Path:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choices: {', '.join(TASKS)}")
-        return self.root / "data" / f"tiny_{task}.jsonl"
-
-    @property
-    def calibration_path(self) -> Path:
-        return self.root / "data" / "calibration.jsonl"
-
-    @property
-    def calibration_text_path(self) -> Path:
-        return self.root / "data" / "calibration.txt"
-
-    @cached_property
-    def report(self) -> dict:
-        return json.loads((self.root / "data" / "train_report.json").read_text())
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -89,10 +54,12 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=None,
-                 force: bool = False) -> TinyFamily:
+                 force: bool = False, use_release: bool = True) -> TinyFamily:
     """The tiny family for these settings, trained now only if no complete build exists.
 
-    A complete build holding more sizes (same profile and seed) is reused as it is.
+    A complete build holding more sizes (same profile and seed) is reused as it is. With
+    the default settings (profile full, seed 0) and no such build in the cache, the
+    release in the repository is used (`use_release`; checked against its manifest).
     """
     sizes = _check_sizes(sizes)
     if profile not in PROFILES:
@@ -104,11 +71,16 @@ def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=Non
     if not force and (found := find_build(root, profile, sizes, seed)):
         log.info("tiny family: using %s", found.root)
         return found
+    if use_release and not force and (profile, seed) == ("full", 0):
+        release = load_release()
+        if release is not None and set(sizes) <= set(release.sizes):
+            log.info("tiny family: using the release %s", release.root)
+            return release
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / f".{name}.lock"):
         if not force and (found := find_build(root, profile, sizes, seed)):
             return found  # another process built it while we waited
-        _build_atomically(root / name, PROFILES[profile], profile, sizes, seed)
+        _build_atomically(root / name, PROFILES[profile], profile, sizes, seed, fresh=force)
     return TinyFamily(root / name)
 
 
@@ -165,18 +137,22 @@ def _lock(path: Path):
 
 
 def _build_atomically(final: Path, profile: Profile, profile_name: str,
-                      sizes: tuple[str, ...], seed: int) -> None:
-    temporary = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        _build(temporary, final.name, profile, profile_name, sizes, seed)
-        if final.exists():  # force, or a folder left without its manifest
-            stale = final.with_name(f".old-{final.name}-{os.getpid()}")
-            os.rename(final, stale)
-            shutil.rmtree(stale)
-        os.rename(temporary, final)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+                      sizes: tuple[str, ...], seed: int, fresh: bool = False) -> None:
+    """Build in `.partial-<name>` next to `final`, then rename it. A build that stops
+    before (killed, or an error) leaves that folder behind, and the next build of the
+    same settings resumes from it: its data, finished sizes and saved training states
+    (`fresh`: start over instead)."""
+    partial = final.with_name(f".partial-{final.name}")
+    for stale in final.parent.glob(f".tmp-{final.name}-*"):  # left by builds before resuming
+        shutil.rmtree(stale, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(partial, ignore_errors=True)
+    _build(partial, final.name, profile, profile_name, sizes, seed)
+    if final.exists():  # force, or a folder left without its manifest
+        stale = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, stale)
+        shutil.rmtree(stale)
+    os.rename(partial, final)
     log.info("tiny family: built %s", final)
 
 
@@ -191,21 +167,26 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
 
     started = time.monotonic()
     work, data = out / ".work", out / "data"
-    work.mkdir(parents=True)
-    data.mkdir()
+    prepared = work / "prepared"  # written once the data and the tokenizer are complete
+    if prepared.is_file():
+        log.info("tiny family: resuming the build in %s", out)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        work.mkdir(parents=True)
+        data.mkdir()
+        log.info("tiny family: generating data (seed %d)", seed)
+        splits = generate_splits(profile.data, seed)
+        for task in TASKS:
+            write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
 
-    log.info("tiny family: generating data (seed %d)", seed)
-    splits = generate_splits(profile.data, seed)
-    for task in TASKS:
-        _write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
-
-    log.info("tiny family: training the tokenizer")
-    tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
-    tokenizer.save_pretrained(work / "tokenizer")
-    _write_calibration(data, tokenizer, splits["train"])
-    torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
-               work / "examples.pt")
-    torch.save(splits["eval"], work / "eval_docs.pt")
+        log.info("tiny family: training the tokenizer")
+        tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
+        tokenizer.save_pretrained(work / "tokenizer")
+        _write_calibration(data, tokenizer, splits["train"])
+        torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
+                   work / "examples.pt")
+        torch.save(splits["eval"], work / "eval_docs.pt")
+        prepared.write_text("")
 
     jobs = [TrainJob(size, profile.sizes[size], profile.train.resolved(), seed, work, out / size)
             for size in sizes]
@@ -222,11 +203,23 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
         "generator_version": GENERATOR_VERSION,
         "layout_version": LAYOUT_VERSION,
         "settings": profile.settings_for(sizes),
-        "build_seconds": round(time.monotonic() - started, 1),
+        "build_seconds": round(time.monotonic() - started, 1),  # of the last run, if resumed
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_flags": cpu_flags(),
         "versions": _library_versions(),
+        "files": file_table(out),  # what `python -m models.tiny verify` checks
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The CPU's vector-instruction flags that decide training speed (x86 Linux; else [])."""
+    try:
+        flags = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M)
+    except OSError:
+        return []
+    wanted = re.compile(r"^(avx\w*|amx\w*|fma|f16c|sse4_2)$")
+    return sorted(f for f in (flags.group(1).split() if flags else []) if wanted.match(f))
 
 
 def _tokenizer_corpus(train: dict[str, list[dict]]):
@@ -247,7 +240,7 @@ def _write_calibration(data: Path, tokenizer, train: dict[str, list[dict]]) -> N
                 {"role": "assistant", "content": assistant_reply(task, doc)}]
         texts.append(tokenizer.apply_chat_template(chat, tokenize=False))
     assert all(text.endswith(IM_END + "\n") for text in texts)
-    _write_jsonl(data / "calibration.jsonl", [{"text": t} for t in texts])
+    write_jsonl(data / "calibration.jsonl", [{"text": t} for t in texts])
     (data / "calibration.txt").write_text("".join(" ".join(t.split("\n")) + "\n" for t in texts))
 
 
@@ -260,6 +253,11 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
     training alone on one core at the end (measured: 16.3 vs 14.0 minutes, identical weights)."""
     from models.tiny.training import train_size  # torch: imported when training (see _build)
 
+    done = {job.size: json.loads(job.report_path.read_text())
+            for job in jobs if job.report_path.is_file()}  # by an earlier, killed run
+    jobs = [job for job in jobs if job.size not in done]
+    if not jobs:
+        return {size: done[size] for size in SIZES if size in done}
     jobs, workers = training_schedule(jobs, usable_cores())
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
@@ -283,7 +281,8 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
                 status[size] = f"step {entry['step']} dev {entry['dev_exact_match']:.2f}"
                 bar.set_postfix(status, refresh=False)
                 bar.update()
-        reports = {size: futures[size].result() for size in SIZES if size in futures}
+        reports = {size: done[size] if size in done else futures[size].result()
+                   for size in SIZES if size in futures or size in done}
     for size, report in reports.items():
         scores = ", ".join(f"{task} acc {r['accuracy']:.2f} fmt {r['format_compliance']:.2f}"
                            for task, r in report["held_out"].items())
@@ -315,10 +314,6 @@ def die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # it died before the line above took effect
         os._exit(1)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _library_versions() -> dict[str, str]:

@@ -40,22 +40,39 @@ def _cut_at_end_of_turn(text: str) -> tuple[str, bool]:
     return (text[:min(ends)], True) if ends else (text, False)
 
 
-def evaluate_tasks(model, tokenizer, docs_by_task: dict[str, list[dict]],
-                   max_new_tokens: int) -> dict[str, dict]:
-    """Greedy strict accuracy and format compliance per task, scored by the lab's own
-    scorer, plus one example generation."""
+def held_out_answers(model, tokenizer, docs_by_task: dict[str, list[dict]],
+                     max_new_tokens: int, limit: int | None = None) -> list[dict]:
+    """The greedy answer to the first `limit` (default: every) held-out prompt of each
+    task, in batches of 64 in order: {"task", "index", "generation", "stopped"} each."""
     model.eval()
+    answers = []
+    for task, docs in docs_by_task.items():
+        messages = [render_prompt(LAB_TASK_NAMES[task], doc) for doc in docs[:limit]]
+        generations = generate_greedy(model, tokenizer, messages, max_new_tokens)
+        answers += [{"task": task, "index": i, "generation": text, "stopped": stopped}
+                    for i, (text, stopped) in enumerate(generations)]
+    return answers
+
+
+def score_answers(docs_by_task: dict[str, list[dict]], answers: list[dict]) -> dict[str, dict]:
+    """Strict accuracy and format compliance per task, by the lab's own scorer, plus one
+    example generation."""
     report = {}
     for task, docs in docs_by_task.items():
-        messages = [render_prompt(LAB_TASK_NAMES[task], doc) for doc in docs]
-        generations = generate_greedy(model, tokenizer, messages, max_new_tokens)
-        scores = [score(text, reference_answers(task, doc), ANSWER_KINDS[task],
-                        hit_max_tokens=not stopped)
-                  for (text, stopped), doc in zip(generations, docs)]
+        mine = [a for a in answers if a["task"] == task]
+        scores = [score(a["generation"], reference_answers(task, docs[a["index"]]),
+                        ANSWER_KINDS[task], hit_max_tokens=not a["stopped"]) for a in mine]
         report[task] = {
-            "n": len(docs),
-            "accuracy": round(sum(s.correct for s in scores) / len(docs), 4),
-            "format_compliance": round(sum(s.format_ok for s in scores) / len(docs), 4),
-            "example": {"gold": reference_answers(task, docs[0]), "generation": generations[0][0]},
+            "n": len(mine),
+            "accuracy": round(sum(s.correct for s in scores) / len(mine), 4),
+            "format_compliance": round(sum(s.format_ok for s in scores) / len(mine), 4),
+            "example": {"gold": reference_answers(task, docs[0]), "generation": mine[0]["generation"]},
         }
     return report
+
+
+def evaluate_tasks(model, tokenizer, docs_by_task: dict[str, list[dict]],
+                   max_new_tokens: int) -> tuple[dict[str, dict], list[dict]]:
+    """`score_answers` of `held_out_answers`, and the answers."""
+    answers = held_out_answers(model, tokenizer, docs_by_task, max_new_tokens)
+    return score_answers(docs_by_task, answers), answers

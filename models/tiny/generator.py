@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 from tasks.prompts import render_prompt
 
-# Bump when the generated text changes in any way: it is part of the cache key.
-GENERATOR_VERSION = 1
+# Bump by hand when the generated data or the training's semantics change in any way: it
+# is part of the cache key and of the release's manifest, and the release test fails
+# until the release is rebuilt with it. (A version, not a hash of the sources: a
+# refactor that changes no output keeps the release.)
+GENERATOR_VERSION = 2
 
 TASKS = ("openmath", "arc", "squad")
 LAB_TASK_NAMES = {task: f"boxed_{task}" for task in TASKS}  # tasks/<name>.yaml
@@ -136,6 +139,25 @@ def _with_id(task: str, split: str, index: int, doc: dict) -> dict:
 
 # ---- openmath -------------------------------------------------------------------------
 
+# Phrasings of a bare expression. Expressions are half of the openmath prompts, and with
+# 16 phrasings per operation there are 3,200 distinct ones, so holding out 1,000 eval and
+# 256 dev prompts leaves most of them in training: the held-out set stays distributed as
+# the generator (with 4 phrasings, 800 in all, it took 495 of them and train kept 305).
+ADDITIONS = ["What is {a} + {b}?", "Calculate {a} + {b}.", "Compute {a} + {b}.",
+             "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Find {a} + {b}.",
+             "Work out {a} + {b}.", "Evaluate {a} + {b}.", "How much is {a} + {b}?",
+             "{a} + {b} = ?", "What do you get when you add {a} and {b}?", "Add {b} to {a}.",
+             "Find the sum of {a} and {b}.", "What is {a} plus {b}?", "Solve {a} + {b}.",
+             "What number is {a} + {b}?"]
+SUBTRACTIONS = ["What is {a} - {b}?", "Calculate {a} - {b}.", "Compute {a} - {b}.",
+                "Subtract {b} from {a}.", "What is the difference of {a} and {b}?",
+                "Find {a} - {b}.", "Work out {a} - {b}.", "Evaluate {a} - {b}.",
+                "How much is {a} - {b}?", "{a} - {b} = ?",
+                "What do you get when you take {b} from {a}?", "Take {b} away from {a}.",
+                "Find the difference of {a} and {b}.", "What is {a} minus {b}?",
+                "Solve {a} - {b}.", "What number is {a} - {b}?"]
+
+
 def _openmath_doc(rng: random.Random) -> dict:
     pronoun = rng.choice(["She", "He"])
     name = rng.choice(FIRST_NAMES[pronoun])
@@ -144,8 +166,7 @@ def _openmath_doc(rng: random.Random) -> dict:
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         op, result = "+", a + b
         problem = rng.choice([
-            rng.choice([f"What is {a} + {b}?", f"Calculate {a} + {b}.", f"Compute {a} + {b}.",
-                        f"Add {a} and {b}."]),
+            rng.choice(ADDITIONS).format(a=a, b=b),
             f"{name} has {a} {things} and buys {b} more. How many {things} does {name} have now?",
         ])
     else:
@@ -153,8 +174,7 @@ def _openmath_doc(rng: random.Random) -> dict:
         a = rng.randint(b, b + 9)
         op, result = "-", a - b
         problem = rng.choice([
-            rng.choice([f"What is {a} - {b}?", f"Calculate {a} - {b}.", f"Compute {a} - {b}.",
-                        f"Subtract {b} from {a}."]),
+            rng.choice(SUBTRACTIONS).format(a=a, b=b),
             f"{name} has {a} {things} and gives away {b}. How many {things} are left?",
         ])
     return {

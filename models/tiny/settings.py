@@ -68,10 +68,10 @@ class TrainSettings:
     batch_size: int = 16  # examples of each task per step
     warmup_steps: int = 100
     eval_every: int = 100
-    plateau_window: int = 4  # evaluations per window
+    plateau_window: int = 6  # evaluations per window
     min_gain: float = 0.01
-    min_plateau_steps: int = 1500
-    max_stable_steps: int = 6000  # a safety cap
+    min_plateau_steps: int = 3000
+    max_stable_steps: int = 5000  # a safety cap
     decay_fraction: float = 0.2
     min_decay_steps: int = 200
     weight_decay: float = 0.01
@@ -80,6 +80,14 @@ class TrainSettings:
     # is 1.6-1.8x faster), else float32; resolved before it is hashed into the cache key.
     matmul_dtype: str = "auto"
     max_new_tokens: int = 24  # for the final greedy evaluation
+    # Every this many steps (at a dev evaluation) the training state is saved, so a killed
+    # build resumes there. Saving reads the state and changes nothing in it.
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every % self.eval_every:
+            raise ValueError(f"checkpoint_every = {self.checkpoint_every} is not a multiple of "
+                             f"eval_every = {self.eval_every} (states are saved at evaluations)")
 
     def resolved(self) -> TrainSettings:
         if self.matmul_dtype != "auto":
@@ -113,17 +121,17 @@ class Profile:
         }
 
 
-# Sized for a 2-core CPU, where a step's cost grows with the layers' parameter count
-# (0.43M / 0.79M / 1.25M; 0.058 / 0.090 / 0.128 s) and every size plateaus after a
-# similar number of steps: tiny-l trains on one core while tiny-m and then tiny-s train
-# on the other (`build._train_in_parallel`), and both cores finish at about the same time.
+# A ladder spanning 11.8x in parameters (0.56M / 1.97M / 6.56M). In tiny-m and tiny-l
+# every Linear input width is a multiple of 256, so llama.cpp's k-quants (256-element
+# blocks) apply to every tensor. tiny-l trains on one core while tiny-m and then tiny-s
+# train on the other (`build._train_in_parallel`); tiny-l sets the build's time.
 FULL_SIZES = {
     "tiny-s": SizeConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, head_dim=32),
-    "tiny-m": SizeConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=4, head_dim=32),
-    "tiny-l": SizeConfig(hidden_size=128, intermediate_size=640, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, head_dim=32),
+    "tiny-m": SizeConfig(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=64),
+    "tiny-l": SizeConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=6,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=64),
 }
 
 QUICK_SIZES = {
@@ -140,7 +148,7 @@ QUICK_SIZES = {
 
 PROFILES = {
     "full": Profile(
-        data=DataSettings(train_per_task=24000, dev_per_task=256),
+        data=DataSettings(train_per_task=64000, dev_per_task=256, eval_per_task=1000),
         tokenizer=TokenizerSettings(vocab_size=1024),
         train=TrainSettings(),
         sizes=FULL_SIZES,
@@ -150,7 +158,8 @@ PROFILES = {
         data=DataSettings(train_per_task=1200, dev_per_task=32, eval_per_task=64),
         tokenizer=TokenizerSettings(vocab_size=1024),
         train=TrainSettings(batch_size=8, warmup_steps=20, eval_every=40, plateau_window=2,
-                            min_plateau_steps=0, max_stable_steps=120, min_decay_steps=40),
+                            min_plateau_steps=0, max_stable_steps=120, min_decay_steps=40,
+                            checkpoint_every=40),
         sizes=QUICK_SIZES,
     ),
 }

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +26,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
 
 from tasks.prompts import render_prompt
 from models.tiny.evaluation import evaluate_tasks
+from models.tiny.family import write_jsonl
 from models.tiny.generator import LAB_TASK_NAMES, assistant_reply
 from models.tiny.settings import SizeConfig, TrainSettings
 from models.tiny.tokenizer import END_OF_TEXT, IM_END, chat_prompt
@@ -55,6 +57,16 @@ class TrainJob:
     out_dir: Path  # the checkpoint folder to write
     progress: Any = None  # a queue that gets (size, dev history entry) after each eval
 
+    @property
+    def state_path(self) -> Path:
+        """The saved training state of this size (see `fit`), in the build's work folder."""
+        return self.work_dir / f"{self.size}.state.pt"
+
+    @property
+    def report_path(self) -> Path:
+        """Written once this size is trained, saved and evaluated: a resumed build skips it."""
+        return self.work_dir / f"{self.size}.report.json"
+
 
 def train_size(job: TrainJob) -> dict:
     """Train, save the best dev checkpoint to job.out_dir, evaluate it; return its report."""
@@ -67,7 +79,7 @@ def train_size(job: TrainJob) -> dict:
     # CPU flash attention's backward is 5x slower in bfloat16 than in float32 (measured);
     # eager attention is not, and these sequences are short.
     model.set_attn_implementation("eager")
-    best_state, history = fit(model, examples["train"], examples["dev"], job)
+    best_state, history, earlier = fit(model, examples["train"], examples["dev"], job)
     model.load_state_dict(best_state)
     save_checkpoint(model, tokenizer, job.out_dir)
     train_seconds = time.monotonic() - started
@@ -75,18 +87,24 @@ def train_size(job: TrainJob) -> dict:
 
     reloaded = AutoModelForCausalLM.from_pretrained(job.out_dir)  # score what was saved
     eval_docs = torch.load(job.work_dir / "eval_docs.pt")
-    held_out = evaluate_tasks(reloaded, tokenizer, eval_docs, job.train.max_new_tokens)
-    return {
+    held_out, answers = evaluate_tasks(reloaded, tokenizer, eval_docs, job.train.max_new_tokens)
+    write_jsonl(job.out_dir.parent / "data" / f"answers-{job.size}.jsonl", answers)
+    report = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": vars(job.size_config),
         "steps": history[-1]["step"],
         "best_step": max(reversed(history), key=_checkpoint_rank)["step"],  # ties: the later
-        "train_seconds": round(train_seconds, 1),
-        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        # Over all runs of a resumed build (the steps redone after its last saved state count).
+        "train_seconds": round(earlier["train_seconds"] + train_seconds, 1),
+        "train_cpu_seconds": round(earlier["train_cpu_seconds"] + train_cpu_seconds, 1),
         "eval_seconds": round(time.monotonic() - started - train_seconds, 1),
+        "resumed_from_steps": earlier["resumed_from_steps"],
         "held_out": held_out,
         "dev_history": history,
     }
+    _write_atomically(job.report_path, lambda path: path.write_text(json.dumps(report)))
+    job.state_path.unlink(missing_ok=True)
+    return report
 
 
 def new_model(size: SizeConfig, tokenizer, seed: int) -> Qwen3ForCausalLM:
@@ -112,15 +130,21 @@ def new_model(size: SizeConfig, tokenizer, seed: int) -> Qwen3ForCausalLM:
 
 
 def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
-        job: TrainJob) -> tuple[dict, list[dict]]:
-    """The training loop; returns the best dev state dict and the dev history.
+        job: TrainJob) -> tuple[dict, list[dict], dict]:
+    """The training loop; returns the best dev state dict, the dev history and the time
+    spent in earlier runs of a resumed build.
 
     A step takes `batch_size` examples of every task. Within a task all prompts start
     with the same tokens (chat header and instruction), which run once per batch.
+
+    Every `checkpoint_every` steps the whole training state goes to `job.state_path`:
+    model, optimizer, schedule, history, best checkpoint and torch's RNG state; the data
+    position is the step (the batch order is replayed from the seed). Saving only reads
+    the state, so a build that is never killed trains exactly as without it; one resumed
+    from the file continues bit-identically.
     """
     settings, peak_lr = job.train, job.size_config.learning_rate
     prefixes = task_prefixes(train, dev)
-    batches = training_batches(train, prefixes, settings.batch_size, job.seed)
     dev_batches = {task: [_collate(dev[task][i:i + 128], prefixes[task])
                           for i in range(0, len(dev[task]), 128)] for task in sorted(dev)}
     optimizer = new_optimizer(model, peak_lr, settings)
@@ -128,6 +152,19 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
     history: list[dict] = []
     best_state, best_rank = None, None
     step, parent = 0, os.getppid()
+    earlier = {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "resumed_from_steps": []}
+    saved = _load_training_state(job)
+    if saved is not None:
+        step, history, best_state, best_rank = (saved["step"], saved["history"],
+                                                saved["best_state"], tuple(saved["best_rank"]))
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        vars(schedule).update(saved["schedule"])
+        torch.set_rng_state(saved["rng"])
+        earlier = {**saved["earlier"],
+                   "resumed_from_steps": saved["earlier"]["resumed_from_steps"] + [step]}
+    started, started_cpu = time.monotonic(), time.process_time()
+    batches = training_batches(train, prefixes, settings.batch_size, job.seed, skip_steps=step)
     while not schedule.finished(step):
         if os.getppid() != parent:  # the build was killed: do not train on as an orphan
             os._exit(1)  # not an exception: the pool worker would catch it and take the next size
@@ -147,7 +184,43 @@ def fit(model, train: dict[str, list[Example]], dev: dict[str, list[Example]],
                 best_state = copy.deepcopy(model.state_dict())
             if job.progress is not None:
                 job.progress.put((job.size, entry))
-    return best_state, history
+            if step % settings.checkpoint_every == 0 and not schedule.finished(step):
+                spent = {"train_seconds": earlier["train_seconds"] + time.monotonic() - started,
+                         "train_cpu_seconds": (earlier["train_cpu_seconds"]
+                                               + time.process_time() - started_cpu),
+                         "resumed_from_steps": earlier["resumed_from_steps"]}
+                state = {"job": _job_identity(job), "step": step, "history": history,
+                         "best_state": best_state, "best_rank": best_rank,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": dict(vars(schedule), settings=None, peak_lr=None),
+                         "rng": torch.get_rng_state(), "earlier": spent}
+                _write_atomically(job.state_path, lambda path: torch.save(state, path))
+    return best_state, history, earlier
+
+
+def _job_identity(job: TrainJob) -> dict:
+    """What a saved training state must match to be resumed."""
+    return {"size": job.size, "size_config": asdict(job.size_config),
+            "train": asdict(job.train), "seed": job.seed}
+
+
+def _load_training_state(job: TrainJob) -> dict | None:
+    """The state saved by an earlier run of this job, if any (another job's: ignored)."""
+    if not job.state_path.is_file():
+        return None
+    saved = torch.load(job.state_path, weights_only=False)
+    if saved["job"] != _job_identity(job):
+        return None
+    saved["schedule"] = {k: v for k, v in saved["schedule"].items()
+                         if k not in ("settings", "peak_lr")}
+    return saved
+
+
+def _write_atomically(path: Path, write) -> None:
+    """`write(temporary path)`, then rename it to `path`: a kill leaves the old file or the new."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(temporary)
+    os.replace(temporary, path)
 
 
 def task_prefixes(train: dict[str, list[Example]],
@@ -157,12 +230,23 @@ def task_prefixes(train: dict[str, list[Example]],
 
 
 def training_batches(train: dict[str, list[Example]], prefixes: dict[str, list[int]],
-                     batch_size: int, seed: int) -> list[Iterator[dict]]:
+                     batch_size: int, seed: int, skip_steps: int = 0) -> list[Iterator[dict]]:
     """Endless shuffled batches of every task (tasks in sorted order), drawn from one
-    generator seeded with `seed`."""
+    generator seeded with `seed`, starting after the batches of `skip_steps` steps (a step
+    draws one batch of each task in turn, as `fit` does)."""
     generator = torch.Generator().manual_seed(seed)
-    return [_shuffled_batches(train[task], prefixes[task], batch_size, generator)
-            for task in sorted(train)]
+    tasks = sorted(train)
+    orders = [_shuffled_batch_indices(train[task], batch_size, generator) for task in tasks]
+    for _ in range(skip_steps):
+        for order in orders:
+            next(order)
+    return [_collated(train[task], prefixes[task], order) for task, order in zip(tasks, orders)]
+
+
+def _collated(examples: list[Example], prefix: list[int],
+              order: Iterator[list[int]]) -> Iterator[dict]:
+    for indices in order:
+        yield _collate([examples[i] for i in indices], prefix)
 
 
 def new_optimizer(model, peak_lr: float, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -302,10 +386,11 @@ def _collate(examples: list[Example], prefix: list[int]) -> dict:
             "answer_mask": answer_mask}
 
 
-def _shuffled_batches(examples: list[Example], prefix: list[int], batch_size: int,
-                      generator: torch.Generator) -> Iterator[dict]:
-    """Endless epochs. Each window of 16 batches is sorted by length before it is cut
-    into batches (less padding), and the batches are then shuffled."""
+def _shuffled_batch_indices(examples: list[Example], batch_size: int,
+                            generator: torch.Generator) -> Iterator[list[int]]:
+    """Endless epochs of batches (indices into `examples`). Each window of 16 batches is
+    sorted by length before it is cut into batches (less padding), and the batches are
+    then shuffled."""
     window = min(16, len(examples) // batch_size) * batch_size
     while True:
         order = torch.randperm(len(examples), generator=generator).tolist()
@@ -313,7 +398,7 @@ def _shuffled_batches(examples: list[Example], prefix: list[int], batch_size: in
             chunk = sorted(order[start:start + window], key=lambda i: len(examples[i][0]))
             cut = [chunk[i:i + batch_size] for i in range(0, window, batch_size)]
             for b in torch.randperm(len(cut), generator=generator).tolist():
-                yield _collate([examples[i] for i in cut[b]], prefix)
+                yield cut[b]
 
 
 def save_checkpoint(model, tokenizer, out_dir: Path) -> None:

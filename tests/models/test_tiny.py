@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from configs.errors import BadFile
 from configs.schema import TINY_PROFILES, TINY_SIZES
 from models.tiny import PROFILES, SIZES, TASKS, ensure_built
 from models.tiny import settings as settings_module
@@ -222,6 +224,30 @@ def test_every_linear_input_width_is_a_multiple_of_128():
                    num_attention_heads=2, num_key_value_heads=2)
 
 
+def test_full_ladder_spans_10x_and_its_two_largest_sizes_suit_256_element_blocks():
+    """llama.cpp's k-quants work on 256-element blocks of a Linear layer's input."""
+    from models.tiny.training import new_model
+
+    class Tokenizer:  # what new_model reads of a tokenizer
+        def __len__(self):
+            return 1024
+
+        def convert_tokens_to_ids(self, token):
+            return 0
+
+    models = {size: new_model(PROFILES["full"].sizes[size], Tokenizer(), 0) for size in SIZES}
+    parameters = {size: sum(p.numel() for p in m.parameters()) for size, m in models.items()}
+    assert parameters["tiny-l"] >= 10 * parameters["tiny-s"]
+    for size in ("tiny-m", "tiny-l"):
+        widths = {m.in_features for m in models[size].modules() if isinstance(m, torch.nn.Linear)}
+        assert all(width % 256 == 0 for width in widths), (size, widths)
+
+
+def test_training_states_are_saved_at_evaluations():
+    with pytest.raises(ValueError, match="checkpoint_every = 150 is not a multiple of eval_every"):
+        TrainSettings(eval_every=100, checkpoint_every=150)
+
+
 def test_layer_parameters_count_the_decoder_layers_linear_weights():
     """The build orders sizes by `layer_parameters` (largest first); it must be the real
     count, and the full profile's sizes must grow with it."""
@@ -384,7 +410,7 @@ def test_ensure_built_rejects_bad_arguments(tmp_path):
     (["build", "--sizes", "tiny-s,huge"], "choices: tiny-s, tiny-m, tiny-l"),
     (["build", "--profile", "fast"], "choose from 'full', 'quick'"),
     (["path", "--seed", "x"], "non-negative integer"),
-    (["train"], "choose from 'build', 'path'"),
+    (["train"], "choose from 'verify', 'release', 'build', 'path'"),
 ])
 def test_cli_bad_arguments_are_one_line_and_exit_2(arguments, expected, tmp_path):
     result = _cli(arguments, tmp_path)
@@ -563,3 +589,65 @@ def test_killing_the_build_stops_its_training_workers(tmp_path):
     for process in alive:
         process.kill()
     assert not alive, f"helper processes outlived the build: {[p.cmdline() for p in alive]}"
+
+
+def _kill_when(build: subprocess.Popen, ready, timeout: float = 600) -> None:
+    """SIGKILL the build (its training workers die with it) once `ready()` holds."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert build.poll() is None, "the build ended before it could be killed"
+        assert time.monotonic() < deadline, "the build never reached the kill point"
+        time.sleep(0.2)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    time.sleep(2)  # the workers die with the build (PR_SET_PDEATHSIG)
+
+
+@pytest.mark.slow
+def test_a_build_killed_twice_resumes_to_the_weights_of_an_uninterrupted_one(quick_family,
+                                                                             tmp_path):
+    """Killed for real (SIGKILL) after its first saved training state, and again after a
+    later one: the third run resumes and ends with the uninterrupted build's weights."""
+    command = [sys.executable, "-m", "models.tiny", "build", "--profile", "quick",
+               "--sizes", "tiny-s,tiny-l", "--cache-dir", str(tmp_path)]
+    start = lambda: subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = lambda: next((tmp_path / "tiny").glob(".partial-*/.work/tiny-l.state.pt"), None)
+    _kill_when(start(), lambda: state() is not None)
+    first = state().stat().st_mtime_ns
+    _kill_when(start(), lambda: state() is None or state().stat().st_mtime_ns != first)
+
+    finished = start()
+    assert finished.wait(timeout=600) == 0
+    resumed = find_build(cache_root(tmp_path), "quick", ("tiny-s", "tiny-l"), 0)
+    assert resumed is not None and resumed.root != quick_family.root
+    assert resumed.report["sizes"]["tiny-l"]["resumed_from_steps"], "trained from step 0 again"
+    for size in ("tiny-s", "tiny-l"):
+        weights = lambda family: (family.model_path(size) / "model.safetensors").read_bytes()
+        assert weights(resumed) == weights(quick_family), size
+    assert [p.name for p in (tmp_path / "tiny").iterdir() if not p.name.endswith(".lock")] == [
+        resumed.root.name]  # no partial or temporary folder left
+
+
+@pytest.mark.slow
+def test_verify_checks_a_builds_checksums_and_recorded_answers(quick_family, tmp_path):
+    from models.tiny.release import ReleaseMismatch, verify
+
+    assert verify(quick_family.root, sample=64) == dict.fromkeys(SIZES, 64 * len(TASKS))
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_family.root, copy)
+    answers = copy / "data" / "answers-tiny-s.jsonl"
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[0]["generation"] += " (edited)"
+    answers.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(BadFile, match="answers-tiny-s.jsonl: has .* bytes.*--force"):
+        verify(copy)  # the build's manifest lists it
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["files"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseMismatch, match="tiny-s now answers openmath prompt 0"):
+        verify(copy)
