@@ -27,6 +27,20 @@ def is_gguf(manifest: dict) -> bool:
     return (manifest.get("method") or {}).get("artifact_format") == "gguf"
 
 
+def label(manifest: dict) -> str:
+    """The artifact's label, with a GGUF level's fallbacks said in it: a Q4_K_M whose rows
+    are not multiples of 256 is not a Q4_K_M model, and the report must not show it as one."""
+    fallbacks = (manifest.get("gguf") or {}).get("fallback_tensors") or {}
+    if not fallbacks:
+        return manifest["label"]
+    counts: dict[str, int] = {}
+    for kind in fallbacks.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: -item[1]))
+    total = len(manifest["gguf"]["tensor_types"])
+    return f"{manifest['label']} ({len(fallbacks)} of {total} tensors fell back: {kinds})"
+
+
 def measure_native_speed(artifact: Path, tokenizer, *, prompt_tokens: int, new_tokens: int, threads: int,
                          repeats: int, warmup: int) -> dict:
     """The speed record's fields (batch 1 only: llama.cpp's batch-1 CPU path) from llama.cpp."""

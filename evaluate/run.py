@@ -337,7 +337,7 @@ def _record(ctx: _Context, plan: PlannedRecord, metrics: dict, *, n: int, second
         "settings": plan.settings,
         "settings_fingerprint": plan.settings["fingerprint"],
         "artifact": {
-            "path": str(ctx.artifact), "fingerprint": manifest["fingerprint"], "label": manifest["label"],
+            "path": str(ctx.artifact), "fingerprint": manifest["fingerprint"], "label": native.label(manifest),
             "model": manifest["model"]["name"], "model_kind": manifest["model"]["kind"],
             "params_b": manifest["model"].get("params_b"), "num_parameters": manifest["model"].get("num_parameters"),
             "method": manifest["method"]["name"], "weight_bits": manifest["weight_bits"],
