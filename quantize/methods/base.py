@@ -147,6 +147,10 @@ class QuantMethod:
             return self.backend.num_parameters(model)
         return sum(p.numel() for p in model.parameters())
 
+    def plan_notes(self, model_config: Any) -> list[str]:
+        """What a sweep's --dry-run should say about this method on this model (config.json only)."""
+        return []
+
     def manifest_fields(self) -> dict:
         """What the manifest records about the quantized artifact beyond the common fields
         (called after save; a field named here replaces the common one, e.g. weight_bits)."""

@@ -31,6 +31,7 @@ K_QUANTS = tuple(t for t in TYPES if "_K" in t)
 K_BLOCK = 256  # a k-quant block: rows whose length it does not divide get another type
 # What llama.cpp gives such a tensor instead (src/llama-quant.cpp tensor_type_fallback).
 FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+FALLBACK_RULE = ", ".join(f"{k} -> {v}" for k, v in FALLBACK.items())
 # Architectures whose GGUF both llama.cpp's converter writes and transformers reads back
 # (its GGUF loader is the lab's evaluation path), among the lab's registered models.
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
@@ -93,13 +94,17 @@ class GGUF(QuantMethod):
         model_type = getattr(model_config, "model_type", None)
         if model_type not in ARCHITECTURES:
             raise ConfigError(f"method=gguf does not support this model's architecture model_type={model_type!r}; "
-                              f"supported: {', '.join(ARCHITECTURES)}")
+                              f"supported: {', '.join(ARCHITECTURES)}; quantize it with another method (e.g. method=rtn)")
         odd = predicted_fallback_rows(model_config)
         if odd and self.quant.type in K_QUANTS:
             warn_once.warning("quant.type=%s: rows of %s are not a multiple of %d, so llama.cpp gives those tensors "
-                        "another type (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0); the exact "
-                        "list follows llama.cpp's dry run and is recorded in the manifest",
-                        self.quant.type, ", ".join(f"{k}={v}" for k, v in odd.items()), K_BLOCK)
+                              "another type (%s); the exact list follows llama.cpp's dry run and is recorded in "
+                              "the manifest", self.quant.type, ", ".join(f"{k}={v}" for k, v in odd.items()), K_BLOCK,
+                              FALLBACK_RULE)
+
+    def plan_notes(self, model_config: Any) -> list[str]:
+        note = fallback_note(self.quant.type, model_config)
+        return [note] if note else []
 
     def variant_label(self) -> str:
         return f"gguf-{self.quant.type}" + ("-imatrix" if self.options.imatrix else "")
@@ -301,6 +306,22 @@ def compute_imatrix(source: Path, calibration, tokenizer, work: Path, *, threads
 def predicted_fallback_rows(model_config: Any) -> dict[str, int]:
     """The linear input widths (GGUF row lengths) of this model that 256 does not divide."""
     return {name: dim for name, dim in linear_input_dims(model_config).items() if dim % K_BLOCK}
+
+
+# The GGUF tensors of a decoder layer by the linear input width (row length) they have.
+TENSORS_BY_WIDTH = {"hidden_size": ("token_embd", "attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"),
+                    "num_attention_heads*head_dim": ("attn_output",), "intermediate_size": ("ffn_down",)}
+
+
+def fallback_note(level: str, model_config: Any) -> Optional[str]:
+    """What a sweep's --dry-run says about a k-quant level of a model whose rows 256 does not
+    divide: which tensors llama.cpp will give another type (from config.json alone)."""
+    odd = predicted_fallback_rows(model_config)
+    if level not in K_QUANTS or not odd:
+        return None
+    tensors = ", ".join(f"{'/'.join(TENSORS_BY_WIDTH[name])} (rows {width})" for name, width in odd.items())
+    return (f"{level}: {tensors} cannot hold k-quants (rows not a multiple of {K_BLOCK}); llama.cpp gives them "
+            f"another type ({FALLBACK_RULE})")
 
 
 def fallback_tensors(types: dict[str, str], rows: dict[str, int], level: str) -> dict[str, str]:
