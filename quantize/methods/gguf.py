@@ -55,6 +55,8 @@ class GGUF(QuantMethod):
     tensor), records the type of every tensor as read back from the file, and the effective
     bits per weight. The artifact: the .gguf, the source's config.json and tokenizer files
     (transformers loads it dequantized for evaluation; llama.cpp runs it natively).
+    The converted source GGUF (the model's size in its dtype) is written under $TMPDIR while
+    the level is made, and removed after.
     Settings: quant.type (one of TYPES); method.imatrix (compute llama.cpp's importance matrix
     with llama-imatrix on the calibration set and quantize with it); method.threads (llama.cpp
     threads while quantizing; the output does not depend on it).

@@ -79,6 +79,18 @@ def test_an_unsupported_architecture_is_refused_from_config_json():
                                            num_attention_heads=4, head_dim=64))
 
 
+def test_an_unsupported_architecture_is_one_line_from_the_command(tmp_path):
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+                                                    "n_embd": 256, "n_layer": 2, "n_head": 4, "vocab_size": 300}))
+    result = run_cli("quantize", f"model={folder}", "method=gguf", "quant.type=Q4_K_M")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "model_type='gpt2'" in lines[0] and "supported: llama, mistral, qwen2, qwen3" in lines[0]
+
+
 def test_rows_that_256_does_not_divide_are_predicted_from_config_json():
     config = SimpleNamespace(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_attention_heads=14,
                              head_dim=64)  # Qwen2.5-0.5B
