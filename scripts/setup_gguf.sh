@@ -16,6 +16,12 @@ VENV=$(realpath "$1")
 VERSION=0.3.36                      # llama-cpp-python; vendors ggml-org/llama.cpp@0c1e57098
 JOBS=${JOBS:-$(nproc)}
 CACHE=${QLAB_CACHE:-$HOME/.cache/quantlab}/llama.cpp/$VERSION
+for tool in cmake ninja g++; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "error: building llama.cpp needs $tool: apt-get install cmake ninja-build g++" >&2
+        exit 2
+    fi
+done
 mkdir -p "$CACHE"
 cd "$CACHE"
 if [ ! -f "llama_cpp_python-$VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" ]; then
