@@ -64,6 +64,7 @@ class QuantConfig:
     bits: int = 16
     group_size: int = 128  # -1: per output channel
     symmetric: bool = True
+    type: Optional[str] = None  # a GGUF level (method=gguf only), e.g. Q4_K_M
 
 
 @dataclass

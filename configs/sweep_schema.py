@@ -12,10 +12,11 @@ LAUNCHERS = ("local", "submitit_local", "slurm")
 
 @dataclass
 class MethodGrid:
-    """One method and the bit widths (and other settings) it is swept over."""
+    """One method and the bit widths (or GGUF levels, and other settings) it is swept over."""
 
     method: str = "rtn"
     bits: List[int] = field(default_factory=list)  # empty: the method's default (e.g. bnb_nf4)
+    types: List[str] = field(default_factory=list)  # GGUF levels (method=gguf): quant.type per cell
     group_size: Optional[int] = None  # None: the method's default
     overrides: List[str] = field(default_factory=list)  # e.g. ["method.actorder=static"]
 
@@ -79,3 +80,7 @@ class EvalSweepConfig:
             raise ConfigError("sweep.models is empty; choose a sweep (sweep=demo) or set sweep.models=[...]")
         if not self.sweep.methods:
             raise ConfigError("sweep.methods is empty; set sweep.methods or choose a sweep (sweep=demo)")
+        for grid in self.sweep.methods:
+            if grid.types and grid.bits:
+                raise ConfigError(f"sweep.methods entry {grid.method}: set either bits or types (GGUF levels), "
+                                  "not both")

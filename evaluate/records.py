@@ -13,14 +13,15 @@ from tasks import scoring
 SCORING_VERSION = 1  # bump when scoring rules change: results are then re-derived
 
 
-def boxed_rows(run, tokenizer) -> list[dict]:
-    """One row per sample of a boxed-answer task, scored by `tasks.scoring`."""
+def boxed_rows(run, tokenizer, generations: list[str] | None = None) -> list[dict]:
+    """One row per sample of a boxed-answer task, scored by `tasks.scoring` (`generations`:
+    another runtime's answers to the same samples, scored instead of lm-eval's)."""
     metadata = run.config.get("metadata") or {}
     kind = metadata["answer_kind"]
     rows = []
-    for sample in run.samples:
+    for i, sample in enumerate(run.samples):
         prompt, generation_kwargs = sample["arguments"][0]
-        generation = sample["filtered_resps"][0]
+        generation = sample["filtered_resps"][0] if generations is None else generations[i]
         max_tokens = generation_kwargs.get("max_gen_toks", 256)
         hit_max = len(tokenizer(generation, add_special_tokens=False).input_ids) >= max_tokens
         golds = _golds(sample, metadata)

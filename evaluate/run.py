@@ -19,7 +19,7 @@ from typing import Optional
 from common.files import file_problem, read_jsonl
 from configs.errors import BadFile, ConfigError
 from configs.eval_schema import EvalRunConfig
-from evaluate import diagnostics, records, store
+from evaluate import diagnostics, native, records, store
 from evaluate.harness import check_tasks, run_tasks, task_yaml
 from evaluate.speed import measure_speed
 from common.storage import (MANIFEST, ensure_writable_dir, fingerprint, folder_problem, read_manifest,
@@ -244,6 +244,9 @@ def _evaluate_tasks(ctx: _Context, plans: list[PlannedRecord]) -> None:
         record["task_type"] = "boxed" if boxed else run.output_type
         record["lm_eval"] = {k: records._plain(v) for k, v in run.metrics.items()}
         record["baseline"] = _baseline_comparison(ctx, plan, metrics, rows) if "correct" in (rows[0] if rows else {}) else None
+        if boxed and rows and native.is_gguf(ctx.manifest):  # a second column: the same prompts in llama.cpp
+            record["llama_cpp"] = native.native_generation_column(ctx.artifact, run, rows, ctx.tokenizer,
+                                                                  threads=_threads(job))
         store.write_record(plan.folder, record, rows, replace=plan.folder in ctx.damaged)
         log.info("%s %s: %s", ctx.artifact.name, plan.task, _summary(metrics))
 
@@ -277,10 +280,15 @@ def _baseline_comparison(ctx: _Context, plan: PlannedRecord, metrics: dict, rows
 
 
 def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
-    speed = measure_speed(
-        ctx.model, ctx.tokenizer, prompt_tokens=ctx.job.speed.prompt_tokens, new_tokens=ctx.job.speed.new_tokens,
-        batch_sizes=plan.settings["batch_sizes"], warmup=ctx.job.speed.warmup, repeats=ctx.job.speed.repeats,
-    )
+    if native.is_gguf(ctx.manifest):  # native CPU speed: llama.cpp computes with the quantized blocks
+        speed = native.measure_native_speed(
+            ctx.artifact, ctx.tokenizer, prompt_tokens=ctx.job.speed.prompt_tokens, new_tokens=ctx.job.speed.new_tokens,
+            threads=_threads(ctx.job), repeats=ctx.job.speed.repeats, warmup=ctx.job.speed.warmup)
+    else:
+        speed = measure_speed(
+            ctx.model, ctx.tokenizer, prompt_tokens=ctx.job.speed.prompt_tokens, new_tokens=ctx.job.speed.new_tokens,
+            batch_sizes=plan.settings["batch_sizes"], warmup=ctx.job.speed.warmup, repeats=ctx.job.speed.repeats,
+        )
     speed["load_seconds"] = ctx.load_seconds
     speed["size_on_disk_bytes"] = ctx.manifest["size_on_disk_bytes"]
     record = _record(ctx, plan, {}, n=0, seconds=0.0)
@@ -329,7 +337,7 @@ def _record(ctx: _Context, plan: PlannedRecord, metrics: dict, *, n: int, second
         "settings": plan.settings,
         "settings_fingerprint": plan.settings["fingerprint"],
         "artifact": {
-            "path": str(ctx.artifact), "fingerprint": manifest["fingerprint"], "label": manifest["label"],
+            "path": str(ctx.artifact), "fingerprint": manifest["fingerprint"], "label": native.label(manifest),
             "model": manifest["model"]["name"], "model_kind": manifest["model"]["kind"],
             "params_b": manifest["model"].get("params_b"), "num_parameters": manifest["model"].get("num_parameters"),
             "method": manifest["method"]["name"], "weight_bits": manifest["weight_bits"],
@@ -378,6 +386,13 @@ def _tiny_data_file(data_dir: Path, name: str, results_dir: Path) -> Path:
         lines = [json.dumps({"text": row.get("context", "")}) for row in rows]
         replace_atomically(target, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return target
+
+
+def _threads(job: EvalRunConfig) -> int:
+    """The CPU threads llama.cpp runs with: `threads`, else as many as torch uses."""
+    import torch
+
+    return job.threads or torch.get_num_threads()
 
 
 def _set_threads(threads: Optional[int]) -> None:

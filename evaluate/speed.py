@@ -44,6 +44,11 @@ def measure_speed(model, tokenizer, *, prompt_tokens: int, new_tokens: int, batc
     return results
 
 
+def fixed_prompt_ids(tokenizer, prompt_tokens: int) -> list[int]:
+    """The batch-1 prompt every runtime is timed on, as token ids."""
+    return _fixed_prompts(tokenizer, 1, prompt_tokens, "cpu")["input_ids"][0].tolist()
+
+
 def _fixed_prompts(tokenizer, batch_size: int, prompt_tokens: int, device):
     import torch
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from common.storage import read_manifest
 from configs.errors import BadFile, ConfigError
+from models.gguf import gguf_file
 
 
 class OncePerMessage(logging.Filter):
@@ -163,6 +164,29 @@ def _load_with_gptqmodel(folder: Path, dtype: str | None, device: str, **kwargs)
     return _load_with_transformers(folder, dtype, device, **kwargs)
 
 
+def _load_with_gguf(folder: Path, dtype: str | None, device: str, **kwargs):
+    """A GGUF artifact (method=gguf): transformers dequantizes every tensor of the .gguf file
+    (needs the `gguf` package: .venv-gguf). The model's config comes from the source's
+    config.json kept beside it (transformers' GGUF config mapping misses e.g. Qwen3's
+    head_dim), the tokenizer from the source's tokenizer files (the GGUF's vocabulary cannot
+    carry every pre-tokenizer)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{folder} is a GGUF file and loads only where the gguf package is installed: use "
+                          ".venv-gguf/bin/python (`python -m evaluate run` hands it over; build it with "
+                          "`scripts/setup.sh gguf`)") from None
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=gguf_file(folder).name, config=AutoConfig.from_pretrained(folder),
+        dtype=getattr(torch, dtype) if dtype else torch.float32, device_map=device if device != "cpu" else None, **kwargs)
+    if (folder / "generation_config.json").is_file():  # the GGUF's own eos is not the chat model's end of turn
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    return model, load_tokenizer(folder)
+
+
 # GPTQModel runs its per-module work on a pool of CPU workers; on a 2-core machine its
 # default did not start (shared/notes/cpu-feasibility.md), 2 workers did. Must be set
 # before gptqmodel is imported; an explicit setting wins.
@@ -183,4 +207,5 @@ def import_gptqmodel():
 
 LOADERS: dict[str, Callable] = {
     "transformers": _load_with_transformers, "hqq": _load_with_hqq, "gptqmodel": _load_with_gptqmodel,
+    "gguf": _load_with_gguf,
 }

@@ -78,7 +78,7 @@ def plan(job: QuantizeJobConfig) -> PlannedArtifact:
             "model": identity,
             "dtype": job.model.dtype,
             "method": method.describe(),
-            "quant": dataclasses.asdict(job.quant) if method.supported_bits else None,
+            "quant": quant_settings(job.quant) if method.supported_bits else None,
             "calibration": calibration.fingerprint if calibration else None,
             "seed": job.seed,
         }
@@ -134,8 +134,9 @@ def _manifest(job, planned: PlannedArtifact, model, timing: dict) -> dict:
             "num_parameters": planned.method.num_parameters(model),
         },
         "method": planned.method.describe(),
-        "quant": dataclasses.asdict(job.quant) if planned.method.supported_bits else None,
+        "quant": quant_settings(job.quant) if planned.method.supported_bits else None,
         "weight_bits": job.quant.bits if planned.method.supported_bits else _dtype_bits(job.model.dtype),
+        **planned.method.manifest_fields(),
         "calibration": planned.calibration.describe() if planned.calibration else None,
         "seed": job.seed,
         "config": dataclasses.asdict(job),
@@ -143,6 +144,15 @@ def _manifest(job, planned: PlannedArtifact, model, timing: dict) -> dict:
         "peak_memory": peak,
         **provenance(),
     }
+
+
+def quant_settings(quant) -> dict:
+    """quant.* as recorded and fingerprinted; quant.type (GGUF levels) only when set, so that
+    the other methods' fingerprints stay as they were before it existed."""
+    settings = dataclasses.asdict(quant)
+    if settings.get("type") is None:
+        settings.pop("type", None)
+    return settings
 
 
 def _calibration(job: QuantizeJobConfig, method: QuantMethod, source_dir: Path):

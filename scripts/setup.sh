@@ -2,7 +2,8 @@
 # Create the lab's Python environments. Usage: scripts/setup.sh [main] [other envs...]
 #   main (default): .venv with requirements/main.txt (llm-compressor, hqq, bitsandbytes,
 #   lm-eval, the lab). Other environments (e.g. gptqmodel, legacy) hold backends whose
-#   pins conflict with main; each is .venv-<name> built from requirements/<name>.txt.
+#   pins conflict with main; each is .venv-<name> built from requirements/<name>.txt, then
+#   scripts/setup_<name>.sh VENV where one exists (gguf: compiles llama.cpp, cached).
 # Re-running is cheap: an environment whose requirements file is unchanged is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,8 @@ for env in "${envs[@]}"; do
     fi
     venv=".venv"; [ "$env" != main ] && venv=".venv-$env"
     stamp="$venv/.requirements.sha256"
-    wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+    extra="scripts/setup_$env.sh"
+    wanted=$(cat "$requirements" $( [ -f "$extra" ] && echo "$extra") | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         echo "environment $env is up to date ($venv)"
         continue
@@ -26,6 +28,7 @@ for env in "${envs[@]}"; do
     echo "building environment $env in $venv from $requirements"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet -r "$requirements"
+    [ -f "$extra" ] && bash "$extra" "$venv"
     echo "$wanted" > "$stamp"
     echo "environment $env ready: $venv/bin/python"
 done

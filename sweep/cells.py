@@ -45,7 +45,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        settings = [o.split("=", 1)[1] for o in self.quantize_overrides if o.startswith(("quant.bits=", "quant.group_size="))]
+        settings = [o.split("=", 1)[1] for o in self.quantize_overrides if o.startswith(("quant.bits=", "quant.type=", "quant.group_size="))]
         model = Path(self.model).name if "/" in self.model else self.model  # a local folder
         return "__".join([model, "-".join([self.method, *settings]), self.key])
 

@@ -33,8 +33,9 @@ def plan_cells(cfg: EvalSweepConfig) -> list[Cell]:
         baseline = Cell(model, "none", ("method=none", *common), eval_common)
         cells += [baseline, *_dtype_baselines(baseline, spec)]
         for grid in spec.methods:
-            for bits in grid.bits or [None]:
-                quant = [f"quant.bits={bits}"] if bits is not None else []
+            levels = [f"quant.type={t}" for t in grid.types] or [f"quant.bits={b}" for b in grid.bits] or [None]
+            for level in levels:
+                quant = [level] if level is not None else []
                 quant += [f"quant.group_size={grid.group_size}"] if grid.group_size is not None else []
                 overrides = (f"method={grid.method}", *common, *quant, *grid.overrides)
                 cells.append(Cell(model, grid.method, overrides, eval_common))

@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from common.storage import ensure_writable_dir, write_json_atomic
-from configs.compose import compose_dict
+from configs.compose import compose, compose_dict
+from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from evaluate import store
 from report.cli import main as report_main
+from models.sources import resolve_model_dir
 from sweep.cells import Cell, cell_status, run_id
 from sweep.launchers import check_launcher, open_launcher
-from sweep.plan import plan_cells
+from sweep.plan import job_and_method, plan_cells
 from sweep.reasons import is_disk_full
 
 log = logging.getLogger("sweep")
@@ -154,6 +156,8 @@ def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None
     for cell in cells:
         status = statuses[cell]["status"]
         print(f"  {status:<8} {_memory_estimate(cell):>9}  {cell.id}")
+        for note in _plan_notes(cell):
+            print(f"  {'':<8} {'':>9}    {note}")
 
 
 def _memory_estimate(cell: Cell) -> str:
@@ -163,6 +167,23 @@ def _memory_estimate(cell: Cell) -> str:
         bytes_per_param = 4 if model.dtype == "float32" else 2
         return f"~{model.params_b * bytes_per_param * 1.2:.1f} GB"
     return "< 1 GB" if model.tiny_size else "unknown"
+
+
+def _plan_notes(cell: Cell) -> list[str]:
+    """The method's notes on the cell's model (GGUF: tensors that fall back), from config.json."""
+    try:
+        method = job_and_method(cell)[1]
+        return method.plan_notes(_hf_config(tuple(o for o in cell.quantize_overrides if o.startswith("model"))))
+    except (ConfigError, OSError, ValueError):  # an invalid cell is reported by planning; a missing model by its run
+        return []
+
+
+@functools.lru_cache(maxsize=None)
+def _hf_config(model_overrides: tuple[str, ...]):
+    from transformers import AutoConfig
+
+    job = compose("quantize", list(model_overrides))
+    return AutoConfig.from_pretrained(resolve_model_dir(job.model, config_only=True))
 
 
 @functools.lru_cache(maxsize=None)

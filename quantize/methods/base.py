@@ -65,6 +65,9 @@ class QuantMethod:
 
     # -- validation, before any weight is loaded --------------------------------------
     def validate(self) -> None:
+        if self.quant.type is not None:
+            raise ConfigError(f"quant.type={self.quant.type} is a GGUF level: method={self.name} does not take it; "
+                              "use method=gguf, or leave quant.type unset")
         if self.supported_bits and self.quant.bits not in self.supported_bits:
             raise ConfigError(
                 f"quant.bits={self.quant.bits} is not supported by method={self.name}; "
@@ -143,6 +146,15 @@ class QuantMethod:
         if self.backend:
             return self.backend.num_parameters(model)
         return sum(p.numel() for p in model.parameters())
+
+    def plan_notes(self, model_config: Any) -> list[str]:
+        """What a sweep's --dry-run should say about this method on this model (config.json only)."""
+        return []
+
+    def manifest_fields(self) -> dict:
+        """What the manifest records about the quantized artifact beyond the common fields
+        (called after save; a field named here replaces the common one, e.g. weight_bits)."""
+        return {}
 
     def runs_in(self) -> str:
         """What runs where, for messages about environments."""
