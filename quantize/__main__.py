@@ -11,6 +11,7 @@ from common.storage import ensure_writable_dir
 from configs.compose import compose, compose_dict, describe_config, group_choices
 from configs.errors import LabError
 from quantize.methods.base import available_methods, build_method
+from quantize.estimate import GB, RUNTIME_BYTES, estimate
 from quantize.pipeline import check, quantize_job
 
 USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
@@ -23,6 +24,9 @@ common settings:
   model.dtype=bfloat16  device=auto|cpu|cuda  output_dir=lab/artifacts  overwrite=false
   calibration=<set>  calibration.num_samples=128  calibration.seq_len=512
   --cfg    print the composed config, validate it (settings, method, output_dir) and exit
+  --dry-run  validate the settings and print what the run will need (parameters, peak memory
+           to quantize and to evaluate, size on disk, settings that do not fit the model) from
+           the model's config.json or the registry; nothing is downloaded, built or loaded
 
 A bad setting or a damaged input file is one line (exit code 2); Ctrl-C or SIGTERM stops it
 cleanly (exit code 130 / 143) and a rerun resumes.
@@ -40,6 +44,8 @@ def main(argv: list[str]) -> int:
     try:
         if "--cfg" in argv:
             return print_config([a for a in argv if a != "--cfg"])
+        if "--dry-run" in argv:
+            return dry_run([a for a in argv if a != "--dry-run"])
         job = compose("quantize", argv)
         method, _ = check(job)  # everything is validated here, before handing the run on
         if needs_dispatch(method.environment):
@@ -66,6 +72,17 @@ def print_config(overrides: list[str]) -> int:
         print(f"error: {error} (the config printed above is not valid)", file=sys.stderr)
         return error.exit_code
     print(CFG_CHECKED)
+    return 0
+
+
+def dry_run(overrides: list[str]) -> int:
+    """`--dry-run`: the estimate of what this run needs (quantize.estimate); no model is read."""
+    job = compose("quantize", overrides)
+    method = build_method(job.method, job.quant, job.model.dtype)
+    found = estimate(job, method)
+    print(f"{job.model.name} {method.label()}: {found.line()}")
+    print(f"  (architecture from {found.architecture_source}; on a CPU each process also holds "
+          f"~{RUNTIME_BYTES / GB:.0f} GB of libraries)")
     return 0
 
 
