@@ -11,7 +11,7 @@ from common.storage import ensure_writable_dir
 from configs.compose import compose, compose_dict, describe_config, group_choices
 from configs.errors import LabError
 from quantize.methods.base import available_methods, build_method
-from quantize.estimate import GB, RUNTIME_BYTES, estimate
+from quantize.estimate import estimate
 from quantize.pipeline import check, quantize_job
 
 USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
@@ -81,8 +81,8 @@ def dry_run(overrides: list[str]) -> int:
     method = build_method(job.method, job.quant, job.model.dtype)
     found = estimate(job, method)
     print(f"{job.model.name} {method.label()}: {found.line()}")
-    print(f"  (architecture from {found.architecture_source}; on a CPU each process also holds "
-          f"~{RUNTIME_BYTES / GB:.0f} GB of libraries)")
+    print(f"  (architecture from {found.architecture_source}; memory is the model's and its work's, on a GPU; "
+          "on a CPU each process also holds its libraries: the +quantize/evaluate GB)")
     return 0
 
 

@@ -18,8 +18,9 @@ layer's shape. From those:
   every position of every window when the eval has a perplexity task (lm-eval scores rolling
   windows of 2048 tokens in batches: logits and their log-softmax in the model's dtype,
   which for a 150k-token vocabulary dwarf a small model);
-- on a CPU, each process also holds its libraries (`RUNTIME_BYTES`, measured), which a
-  process's max RSS includes; a GPU's memory holds only the model and its work.
+- on a CPU, each process also holds its libraries (`RUNTIME_BYTES`, measured per
+  environment), which a process's max RSS includes; a GPU's memory holds only the model
+  and its work (the CUDA context aside).
 
 Checked against measured artifacts and peaks of the tiny family and the miniatures
 (tests/quantize/test_estimate.py states the error allowed).
@@ -27,7 +28,8 @@ Checked against measured artifacts and peaks of the tiny family and the miniatur
 
 from __future__ import annotations
 
-import copy
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +42,10 @@ from quantize.methods.base import QuantMethod
 
 GB = 1024**3
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-# Max RSS of a `python -m quantize` / `evaluate run` process's libraries (torch, transformers,
-# llm-compressor or lm-eval) before any model: measured on the tiny family, CPU, 2026-12.
-RUNTIME_BYTES = int(1.0 * GB)
+# Max RSS of a `python -m quantize` / `evaluate run` process on a model of a few MB (its
+# libraries: torch, transformers, llm-compressor or GPTQModel, lm-eval), per environment;
+# measured on the miniatures, CPU, 2026-12 (docs/miniatures.md).
+RUNTIME_BYTES = {"main": int(0.65 * GB), "gptqmodel": int(1.0 * GB), "legacy": int(0.8 * GB)}
 EVAL_CONTEXT = 2048  # tokens per sequence lm-eval batches at most (its max_length)
 # Bytes of metadata per group (scale, zero point, block absmax) by artifact format.
 GROUP_BYTES = {"hqq": 4, "bitsandbytes": 4, "gptq": 2.5, "awq-gemm": 2.5}
@@ -55,15 +58,19 @@ class Estimate:
     parameters: int
     quantized_parameters: int  # weights of the linear layers the method quantizes
     disk_bytes: int
-    quantize_peak_bytes: int  # model and work: on a GPU, its memory; on a CPU add RUNTIME_BYTES
-    evaluate_peak_bytes: int
+    quantize_peak_bytes: int  # model and work: on a GPU, its memory; on a CPU add quantize_runtime_bytes
+    evaluate_peak_bytes: int  # on a CPU add evaluate_runtime_bytes
+    quantize_runtime_bytes: int  # the quantizing process's libraries (CPU max RSS)
+    evaluate_runtime_bytes: int
     architecture_source: str
     notes: list[str] = field(default_factory=list)  # settings that do not fit, layers left alone
 
     def line(self) -> str:
         notes = "; ".join(self.notes)
+        runtime = f"+{self.quantize_runtime_bytes / GB:.2g}/{self.evaluate_runtime_bytes / GB:.2g} GB on a CPU"
         return (f"{self.parameters / 1e9:.3g}B params, quantize ~{_gb(self.quantize_peak_bytes)}, "
-                f"evaluate ~{_gb(self.evaluate_peak_bytes)}, disk ~{_gb(self.disk_bytes)}" + (f"  [{notes}]" if notes else ""))
+                f"evaluate ~{_gb(self.evaluate_peak_bytes)} ({runtime}), disk ~{_gb(self.disk_bytes)}"
+                + (f"  [{notes}]" if notes else ""))
 
 
 def _gb(value: float) -> str:
@@ -115,6 +122,9 @@ def estimate(job: QuantizeJobConfig, method: QuantMethod, *, eval_batch_size: in
         disk_bytes=int(disk),
         quantize_peak_bytes=int(_quantize_peak(job, method, shapes, dense, stored, kept)),
         evaluate_peak_bytes=int(evaluate_peak),
+        quantize_runtime_bytes=RUNTIME_BYTES.get(method.environment, max(RUNTIME_BYTES.values())),
+        evaluate_runtime_bytes=RUNTIME_BYTES.get(method.load_environment or method.environment,
+                                                 max(RUNTIME_BYTES.values())),
         architecture_source=source,
         notes=notes,
     )
@@ -123,10 +133,15 @@ def estimate(job: QuantizeJobConfig, method: QuantMethod, *, eval_batch_size: in
 def model_shapes(fields: dict[str, Any]) -> Shapes:
     """Parameter count and linear shapes of a model with these config.json fields, from a
     model built on the meta device (no memory, no weights)."""
+    return _shapes(json.dumps(fields, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)  # a sweep asks once per cell, for a few models
+def _shapes(fields_json: str) -> Shapes:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    fields = copy.deepcopy(dict(fields))
+    fields = json.loads(fields_json)
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)

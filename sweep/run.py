@@ -39,7 +39,7 @@ from evaluate import store
 from report.cli import main as report_main
 from sweep.cells import Cell, cell_status, run_id
 from sweep.launchers import check_launcher, open_launcher
-from quantize.estimate import GB, RUNTIME_BYTES, UnknownArchitecture, estimate
+from quantize.estimate import UnknownArchitecture, estimate
 from sweep.plan import job_and_method, plan_cells
 from sweep.reasons import is_disk_full
 
@@ -150,7 +150,8 @@ def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None
     for cell in cells:
         status = statuses[cell]["status"]
         print(f"  {status:<8} {cell.id}\n           {_estimate_line(cell)}")
-    print(f"  (on a CPU each process also holds ~{RUNTIME_BYTES / GB:.0f} GB of libraries)")
+    print("  (memory is the model's and its work's, on a GPU; on a CPU each process also holds its libraries: "
+          "the +quantize/evaluate GB)")
 
 
 def _estimate_line(cell: Cell) -> str:

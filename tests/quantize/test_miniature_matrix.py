@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from common import environments
+from common.files import WEIGHT_SUFFIXES
 from configs.compose import compose
 from models.miniature import WIDTH_MULTIPLE, ensure_miniature, shrink
+from quantize.estimate import estimate
+from quantize.methods.base import build_method
 from tests.conftest import TINY_QUICK, run_cli
 
 FAMILIES = ("mini-qwen3", "mini-qwen2.5", "mini-llama3")
@@ -48,8 +51,13 @@ VARIANTS = {
     "bnb_nf4": (["method=bnb_nf4"], "main", None),
     "bnb_fp4": (["method=bnb_fp4"], "main", None),
 }
-EVAL = ["eval=tiny", "eval.tasks=[tiny_arc]", "eval.limit=2", "eval.batch_size=2", "speed.enabled=false",
-        "baseline=null", "threads=1"]
+EVAL_BATCH = 2
+EVAL = ["eval=tiny", "eval.tasks=[tiny_arc]", "eval.limit=2", f"eval.batch_size={EVAL_BATCH}", "speed.prompt_tokens=16",
+        "speed.new_tokens=4", "speed.repeats=1", "baseline=null", "threads=1"]
+# How far the dry run's estimates (quantize.estimate) may be from what the cell measures:
+# the weights files' bytes, and the process's max RSS when quantizing and when evaluating.
+DISK_ERROR = 0.10
+PEAK_ERROR = 0.35
 
 
 def registered(name: str):
@@ -155,15 +163,35 @@ def test_every_method_on_every_family(family, variant, tiny_family, tmp_path):
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["model"]["name"] == family and Path(manifest["model"]["source_dir"]).name.startswith(f"{family}-")
 
+    job = compose("quantize", [f"model={family}", *overrides, *TINY_QUICK, *CALIBRATION])
+    found = estimate(job, build_method(job.method, job.quant, job.model.dtype), eval_batch_size=EVAL_BATCH)
+    disk = sum(size for name, size in manifest["files"].items() if name.endswith(WEIGHT_SUFFIXES))
+    assert abs(found.disk_bytes / disk - 1) <= DISK_ERROR, (found.disk_bytes, disk)
+    peak = found.quantize_peak_bytes + found.quantize_runtime_bytes
+    assert abs(peak / manifest["peak_memory"]["cpu_rss_bytes"] - 1) <= PEAK_ERROR, (peak, manifest["peak_memory"])
+
     results = tmp_path / "results"
     evaluated = run_cli("evaluate", "run", f"artifact={artifact}", *EVAL, f"results_dir={results}", timeout=1200)
     assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-4000:]
     records = {path.parent.parent.name + "/" + path.parent.name: json.loads(path.read_text())
                for path in results.glob("records/*/*/manifest.json")}
     tasks = {record["task"]: record for record in records.values()}
-    assert {"tiny_arc", "text_perplexity"} <= set(tasks), sorted(tasks)
+    assert {"tiny_arc", "text_perplexity", "speed"} <= set(tasks), sorted(tasks)
     samples = [json.loads(line) for line in
                next(results.glob("records/*/tiny_arc--*/samples.jsonl")).read_text().splitlines()]
     assert len(samples) == 2 and all(sample["generation"].strip() for sample in samples), samples[:1]
     perplexity = tasks["text_perplexity"]["metrics"]
     assert any(isinstance(value, float) and math.isfinite(value) for value in perplexity.values()), perplexity
+    measured = _find(tasks["speed"], "peak_memory_bytes")
+    peak = found.evaluate_peak_bytes + found.evaluate_runtime_bytes
+    assert abs(peak / measured - 1) <= PEAK_ERROR, (peak, measured)
+
+
+def _find(record: dict, key: str):
+    """The value of `key` anywhere in a record's nested dicts."""
+    for name, value in record.items():
+        if name == key:
+            return value
+        if isinstance(value, dict) and (found := _find(value, key)) is not None:
+            return found
+    return None
