@@ -96,6 +96,7 @@ def help_text() -> str:
     for name in group_choices("model"):
         model = compose_dict("quantize", [f"model={name}"]).model
         source = model.hub_id or (f"tiny family ({model.tiny_size})" if model.tiny_size else "model.path=...")
+        source = f"miniature of {source} (random weights, built here)" if model.miniature else source
         size = f"{model.params_b}B" if model.params_b else ""
         lines.append(f"  {name:<14} {size:<7} {model.kind:<9} {source}")
     return "\n".join(lines)
