@@ -54,6 +54,7 @@ class ModelConfig:
             check_seed("model.miniature_seed", self.miniature_seed)
             if not self.name.startswith(MINIATURE_PREFIX):  # its artifacts and results are not the real model's
                 self.name = MINIATURE_PREFIX + self.name
+            self.params_b = None  # the registered size is the real model's (the manifest counts the miniature's)
         if self.dtype not in DTYPES:
             raise choices_error("model.dtype", self.dtype, DTYPES)
         if self.kind not in MODEL_KINDS:

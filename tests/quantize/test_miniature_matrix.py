@@ -89,6 +89,7 @@ def test_the_family_entries_are_miniatures_of_registered_models():
     for name, of in (("mini-qwen3", "qwen3-0.6b"), ("mini-qwen2.5", "qwen2.5-1.5b"), ("mini-llama3", "llama3.2-1b")):
         model = registered(name)
         assert model.miniature and model.name == name and model.architecture == registered(of).architecture
+        assert model.params_b is None  # not the real model's size in reports
     switched = compose("quantize", ["model=qwen3-4b", "model.miniature=true", *TINY_QUICK]).model
     assert switched.name == "mini-qwen3-4b"  # its artifacts never mix with the real model's
 
@@ -104,15 +105,17 @@ def weights_digest(folder: Path) -> str:
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_a_miniature_is_deterministic_for_a_seed(miniatures, tmp_path):
+def test_a_miniature_is_deterministic_for_a_seed(tiny_family, tmp_path):
     architecture = registered("mini-llama3").architecture
-    again = ensure_miniature("mini-llama3", architecture, tiny_profile="quick", cache_dir=tmp_path)
-    other = ensure_miniature("mini-llama3", architecture, tiny_profile="quick", cache_dir=tmp_path, seed=1)
-    assert weights_digest(again) == weights_digest(miniatures["mini-llama3"])
+    first = ensure_miniature("mini-llama3", architecture, tiny_profile="quick", cache_dir=tmp_path / "a")
+    again = ensure_miniature("mini-llama3", architecture, tiny_profile="quick", cache_dir=tmp_path / "b")
+    other = ensure_miniature("mini-llama3", architecture, tiny_profile="quick", cache_dir=tmp_path / "b", seed=1)
+    assert weights_digest(again) == weights_digest(first)
     assert weights_digest(other) != weights_digest(again)
     assert (again.parent / "data" / "tiny_arc.jsonl").is_file()  # eval=tiny works on its artifacts
 
 
+@pytest.mark.slow  # starts every environment's interpreter (~1 min)
 def test_every_environment_reads_the_same_rope_settings(miniatures):
     """config.json is written as the Hub writes it, so transformers 4 (.venv-legacy) does
     not fall back to default rope where transformers 5 reads llama3 scaling."""
