@@ -23,11 +23,13 @@ PER_CHANNEL = -1  # group_size value meaning one scale per output channel
 # The lab's self-trained tiny family (models/tiny/ builds them): its sizes and build profiles.
 TINY_SIZES = ("tiny-s", "tiny-m", "tiny-l")
 TINY_PROFILES = ("full", "quick")
+MINIATURE_PREFIX = "mini-"  # a miniature's model name: mini-<registered name>
 
 
 @dataclass
 class ModelConfig:
-    """Where a model comes from. Exactly one of hub_id, path or tiny_size is the source."""
+    """Where a model comes from: path, else a miniature of `architecture`, else tiny_size,
+    else hub_id."""
 
     name: str = MISSING  # short name used in artifact paths and reports
     hub_id: Optional[str] = None  # Hugging Face repo id, e.g. Qwen/Qwen2.5-3B-Instruct
@@ -39,18 +41,30 @@ class ModelConfig:
     kind: str = "instruct"  # base or instruct: a base model is not expected to follow formats
     dtype: str = "bfloat16"  # dtype the model is loaded and quantized in
     trust_remote_code: bool = False
+    # config.json fields of the released checkpoint: the dry run's numbers, the miniature's shape
+    architecture: Optional[Dict[str, Any]] = None
+    miniature: bool = False  # a random-init, shrunk model of `architecture` (models/miniature.py)
+    miniature_seed: int = 0
 
     def validate(self) -> None:
+        if self.miniature and not self.path:
+            if not self.architecture:
+                raise ConfigError(f"model.miniature=true: model {self.name!r} has no model.architecture to shrink; "
+                                  "pick a registered Hub model (model=qwen3-0.6b) or set model.miniature=false")
+            check_seed("model.miniature_seed", self.miniature_seed)
+            if not self.name.startswith(MINIATURE_PREFIX):  # its artifacts and results are not the real model's
+                self.name = MINIATURE_PREFIX + self.name
+            self.params_b = None  # the registered size is the real model's (the manifest counts the miniature's)
         if self.dtype not in DTYPES:
             raise choices_error("model.dtype", self.dtype, DTYPES)
         if self.kind not in MODEL_KINDS:
             raise choices_error("model.kind", self.kind, MODEL_KINDS)
-        if self.tiny_size and not self.path:
-            if self.tiny_size not in TINY_SIZES:
+        if (self.tiny_size or self.miniature) and not self.path:
+            if self.tiny_size and self.tiny_size not in TINY_SIZES:
                 raise choices_error("model.tiny_size", self.tiny_size, TINY_SIZES)
             if self.tiny_profile not in TINY_PROFILES:
                 raise choices_error("model.tiny_profile", self.tiny_profile, TINY_PROFILES)
-        if not (self.path or self.hub_id or self.tiny_size):
+        if not (self.path or self.hub_id or self.tiny_size or self.miniature):
             raise ConfigError(
                 f"model {self.name!r} has no source: set model.path=/local/folder, "
                 "model.hub_id=org/name or pick a registered model (model=<name>)"
@@ -119,7 +133,8 @@ class QuantizeJobConfig:
         check_seed("seed", self.seed)
         check_threads(self.threads)
         if self.calibration.source == "auto":  # the tiny family's own text, else OpenMath
-            self.calibration.source = "tiny" if self.model.tiny_size and not self.model.path else "openmath"
+            own_text = (self.model.tiny_size or self.model.miniature) and not self.model.path  # the tiny tokenizer's
+            self.calibration.source = "tiny" if own_text else "openmath"
         self.calibration.validate()
         if self.device not in DEVICES:
             raise choices_error("device", self.device, DEVICES)

@@ -1,8 +1,9 @@
 """Resolve a `ModelConfig` to a local checkpoint folder, without loading weights.
 
-Sources, in order of precedence: `path` (any local folder), `tiny_size` (the lab's
-self-trained family, built on first use), `hub_id` (the local Hugging Face cache, or a
-download where the Hub is reachable). A missing model fails with a message saying how to
+Sources, in order of precedence: `path` (any local folder), `miniature` (a random-init,
+shrunk model of the registered `architecture`, built on first use: `models.miniature`),
+`tiny_size` (the lab's self-trained family, built on first use), `hub_id` (the local
+Hugging Face cache, or a download where the Hub is reachable). A missing model fails with a message saying how to
 get it, not a stack trace. The folder found is checked before anything loads from it
 (`check_checkpoint`): config.json (JSON, a model_type transformers knows), the tokenizer
 files, every weights file's header and size; a damaged file is one line naming it.
@@ -20,6 +21,7 @@ from common.files import TOKENIZER_FILES, WEIGHT_SUFFIXES, file_problem, role
 from configs.errors import BadFile, ConfigError
 from configs.schema import ModelConfig
 from models import tiny
+from models.miniature import ensure_miniature
 
 
 class ModelNotAvailable(ConfigError):
@@ -31,6 +33,9 @@ def resolve_model_dir(model: ModelConfig, *, config_only: bool = False) -> Path:
     config.json, the rest left to the caller); no weights are loaded."""
     if model.path:
         folder = _local_folder(Path(model.path).expanduser())
+    elif model.miniature:
+        folder = ensure_miniature(model.name, model.architecture, seed=model.miniature_seed,
+                                  tiny_profile=model.tiny_profile)
     elif model.tiny_size:
         family = tiny.ensure_built(profile=model.tiny_profile)
         folder = family.model_path(model.tiny_size)
@@ -44,6 +49,8 @@ def check_model_files(model: ModelConfig, folder: Path, *, config_only: bool = F
     """`check_checkpoint` with the advice that fits where the model came from."""
     if model.path:
         advice = "re-download or re-save the checkpoint"
+    elif model.miniature:
+        advice = f"delete {folder} and rerun to rebuild the miniature"
     elif model.tiny_size:
         advice = f"delete {Path(folder).parent} and rerun to rebuild the tiny family"
     else:
@@ -108,7 +115,7 @@ def _model_type_problem(config: dict, trust_remote_code: bool) -> Optional[tuple
 
 def model_identity(model: ModelConfig, folder: Path) -> dict:
     """What distinguishes this model's weights, for artifact fingerprints."""
-    if model.hub_id and not model.path and not model.tiny_size:
+    if model.hub_id and not (model.path or model.miniature or model.tiny_size):
         return {"hub_id": model.hub_id, "revision": folder.name}  # snapshot folder = commit
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     config_hash = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()

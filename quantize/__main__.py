@@ -11,6 +11,7 @@ from common.storage import ensure_writable_dir
 from configs.compose import compose, compose_dict, describe_config, group_choices
 from configs.errors import LabError
 from quantize.methods.base import available_methods, build_method
+from quantize.estimate import estimate
 from quantize.pipeline import check, quantize_job
 
 USAGE = """usage: python -m quantize method=<method> model=<name or folder> [key=value ...]
@@ -23,6 +24,9 @@ common settings:
   model.dtype=bfloat16  device=auto|cpu|cuda  output_dir=lab/artifacts  overwrite=false
   calibration=<set>  calibration.num_samples=128  calibration.seq_len=512
   --cfg    print the composed config, validate it (settings, method, output_dir) and exit
+  --dry-run  validate the settings and print what the run will need (parameters, peak memory
+           to quantize and to evaluate, size on disk, settings that do not fit the model) from
+           the model's config.json or the registry; nothing is downloaded, built or loaded
 
 A bad setting or a damaged input file is one line (exit code 2); Ctrl-C or SIGTERM stops it
 cleanly (exit code 130 / 143) and a rerun resumes.
@@ -40,6 +44,8 @@ def main(argv: list[str]) -> int:
     try:
         if "--cfg" in argv:
             return print_config([a for a in argv if a != "--cfg"])
+        if "--dry-run" in argv:
+            return dry_run([a for a in argv if a != "--dry-run"])
         job = compose("quantize", argv)
         method, _ = check(job)  # everything is validated here, before handing the run on
         if needs_dispatch(method.environment):
@@ -69,6 +75,17 @@ def print_config(overrides: list[str]) -> int:
     return 0
 
 
+def dry_run(overrides: list[str]) -> int:
+    """`--dry-run`: the estimate of what this run needs (quantize.estimate); no model is read."""
+    job = compose("quantize", overrides)
+    method = build_method(job.method, job.quant, job.model.dtype)
+    found = estimate(job, method)
+    print(f"{job.model.name} {method.label()}: {found.line()}")
+    print(f"  (architecture from {found.architecture_source}; memory is the model's and its work's, on a GPU; "
+          "on a CPU each process also holds its libraries: the +quantize/evaluate GB)")
+    return 0
+
+
 def help_text() -> str:
     lines = [USAGE, "methods:"]
     for name, cls in available_methods().items():
@@ -79,6 +96,7 @@ def help_text() -> str:
     for name in group_choices("model"):
         model = compose_dict("quantize", [f"model={name}"]).model
         source = model.hub_id or (f"tiny family ({model.tiny_size})" if model.tiny_size else "model.path=...")
+        source = f"miniature of {source} (random weights, built here)" if model.miniature else source
         size = f"{model.params_b}B" if model.params_b else ""
         lines.append(f"  {name:<14} {size:<7} {model.kind:<9} {source}")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from common.storage import ensure_writable_dir, write_json_atomic
-from configs.compose import compose, compose_dict
+from configs.compose import compose
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from evaluate import store
@@ -41,6 +41,7 @@ from report.cli import main as report_main
 from models.sources import resolve_model_dir
 from sweep.cells import Cell, cell_status, run_id
 from sweep.launchers import check_launcher, open_launcher
+from quantize.estimate import UnknownArchitecture, estimate
 from sweep.plan import job_and_method, plan_cells
 from sweep.reasons import is_disk_full
 
@@ -152,21 +153,28 @@ def _interrupts(on_stop: list):
 
 
 def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None:
+    """Each cell's status and what it needs (quantize.estimate: from config.json or the
+    registry, nothing downloaded); memory is the model's and its work's (a GPU's), plus
+    the libraries' on a CPU."""
     print(f"sweep {cfg.sweep.name}: {len(cells)} cells (launcher={cfg.launcher.name})")
     for cell in cells:
         status = statuses[cell]["status"]
-        print(f"  {status:<8} {_memory_estimate(cell):>9}  {cell.id}")
+        print(f"  {status:<8} {cell.id}\n           {_estimate_line(cell)}")
         for note in _plan_notes(cell):
-            print(f"  {'':<8} {'':>9}    {note}")
+            print(f"           {note}")
+    print("  (memory is the model's and its work's, on a GPU; on a CPU each process also holds its libraries: "
+          "the +quantize/evaluate GB)")
 
 
-def _memory_estimate(cell: Cell) -> str:
-    """Peak memory to quantize: the model in its load dtype plus ~20% working space."""
-    model = _model_config(tuple(o for o in cell.quantize_overrides if o.startswith("model")))
-    if model.params_b:
-        bytes_per_param = 4 if model.dtype == "float32" else 2
-        return f"~{model.params_b * bytes_per_param * 1.2:.1f} GB"
-    return "< 1 GB" if model.tiny_size else "unknown"
+def _estimate_line(cell: Cell) -> str:
+    eval_job = _eval_settings(cell.eval_overrides)
+    job, method = job_and_method(cell)
+    try:
+        found = estimate(job, method, eval_batch_size=eval_job.eval.batch_size,
+                         perplexity=bool(eval_job.eval.perplexity_task))
+    except UnknownArchitecture as error:
+        return str(error)
+    return found.line()
 
 
 def _plan_notes(cell: Cell) -> list[str]:
@@ -187,8 +195,8 @@ def _hf_config(model_overrides: tuple[str, ...]):
 
 
 @functools.lru_cache(maxsize=None)
-def _model_config(model_overrides: tuple[str, ...]):
-    return compose_dict("quantize", list(model_overrides)).model
+def _eval_settings(eval_overrides: tuple[str, ...]):
+    return compose("evaluate_run", ["artifact=.", *eval_overrides])
 
 
 def _print_summary(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict, ran: set) -> None:
