@@ -26,7 +26,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from common.storage import fingerprint, read_manifest, write_json_atomic
+from common.storage import DiskFull, fingerprint, read_manifest, write_json_atomic
 from configs.sweep_schema import EvalSweepConfig
 
 log = logging.getLogger("sweep")
@@ -106,7 +106,7 @@ def record_status(cfg: EvalSweepConfig, cell: Cell, **fields) -> dict:
     (with "unsaved": true when it is only in memory)."""
     try:
         return write_status(cfg, cell, **fields)
-    except OSError as error:
+    except (OSError, DiskFull) as error:  # DiskFull: write_json_atomic's one line for ENOSPC
         bookkeeping_failed(cfg, "status file", error)
         return {"cell": dataclasses.asdict(cell), "id": cell.id, "finished": round(time.time(), 3), **fields,
                 "unsaved": True}
@@ -116,15 +116,15 @@ _said: set = set()
 _said_lock = threading.Lock()
 
 
-def bookkeeping_failed(cfg: EvalSweepConfig, what: str, error: OSError) -> None:
+def bookkeeping_failed(cfg: EvalSweepConfig, what: str, error: Exception) -> None:
     """Say once per (folder, kind of write) that the sweeps folder cannot be written."""
-    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-    key = (str(sweep_folder(cfg)), what, error.errno)
+    full = isinstance(error, DiskFull) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    key = (str(sweep_folder(cfg)), what, errno.ENOSPC if full else getattr(error, "errno", None))
     with _said_lock:
         if key in _said:
             return
         _said.add(key)
-    problem = "the disk is full" if full else (error.strerror or str(error))
+    problem = "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
     log.warning("sweeps folder %s: cannot write a cell's %s (%s); the sweep goes on and keeps the status in memory; "
                 "a rerun after fixing it finds the finished work", sweep_folder(cfg), what, problem)
 
