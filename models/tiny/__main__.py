@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from common.cli import run_command
 from configs.errors import LabError
 from models.tiny.build import cache_root, ensure_built, find_build
 from models.tiny.family import TinyFamily
@@ -113,4 +114,4 @@ def _parse_sizes(text: str) -> tuple[str, ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, sys.argv[1:]))  # Ctrl-C / SIGTERM: one line; a rerun of build resumes

@@ -271,16 +271,11 @@ def _train_in_parallel(jobs: list) -> dict[str, dict]:
         for job in jobs:
             job.progress = queue
         futures = {job.size: pool.submit(train_size, job) for job in jobs}
-        status = {size: "waiting" for size in SIZES if size in futures}
-        with tqdm(desc="training tiny family", unit="eval") as bar:
-            while not all(f.done() for f in futures.values()) or not queue.empty():
-                try:
-                    size, entry = queue.get(timeout=1)
-                except Empty:
-                    continue
-                status[size] = f"step {entry['step']} dev {entry['dev_exact_match']:.2f}"
-                bar.set_postfix(status, refresh=False)
-                bar.update()
+        try:
+            _follow(futures, queue)
+        except BaseException:  # Ctrl-C / SIGTERM: stop the training now; a rerun resumes from its saved state
+            _stop_workers(pool)
+            raise
         reports = {size: done[size] if size in done else futures[size].result()
                    for size in SIZES if size in futures or size in done}
     for size, report in reports.items():
@@ -295,6 +290,28 @@ def training_schedule(jobs: list, cores: int) -> tuple[list, int]:
     """The jobs in the order they start (largest size first) and how many run at once."""
     ordered = sorted(jobs, key=lambda job: job.size_config.layer_parameters, reverse=True)
     return ordered, min(len(jobs), cores)
+
+
+def _follow(futures: dict, queue) -> None:
+    """Show each size's progress until every size has finished."""
+    status = {size: "waiting" for size in SIZES if size in futures}
+    with tqdm(desc="training tiny family", unit="eval") as bar:
+        while not all(f.done() for f in futures.values()) or not queue.empty():
+            try:
+                size, entry = queue.get(timeout=1)
+            except Empty:
+                continue
+            status[size] = f"step {entry['step']} dev {entry['dev_exact_match']:.2f}"
+            bar.set_postfix(status, refresh=False)
+            bar.update()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the training processes (leaving the pool's `with` would wait for them to finish).
+    ProcessPoolExecutor has no public way to do this before Python 3.14 (terminate_workers)."""
+    for process in list((pool._processes or {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def usable_cores() -> int:

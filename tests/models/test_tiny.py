@@ -564,8 +564,10 @@ def test_lm_eval_generates_exactly_what_the_training_report_scored(quick_family,
 
 
 @pytest.mark.slow
-def test_killing_the_build_stops_its_training_workers(tmp_path):
-    """SIGKILL of `python -m models.tiny build` leaves no orphan (training or idle) behind."""
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM", "SIGINT"])
+def test_killing_the_build_stops_its_training_workers(tmp_path, signal_name):
+    """SIGKILL, SIGTERM or Ctrl-C of `python -m models.tiny build` leaves no orphan (training
+    or idle) behind; SIGTERM and SIGINT end it at once with one line and exit 143 / 130."""
     import signal
     import time
 
@@ -574,8 +576,8 @@ def test_killing_the_build_stops_its_training_workers(tmp_path):
     build = subprocess.Popen(
         [sys.executable, "-m", "models.tiny", "build", "--profile", "quick", "--sizes", "tiny-s,tiny-m",
          "--cache-dir", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, restore_signals=True)
     deadline = time.monotonic() + 300
     workers: list[psutil.Process] = []
     while time.monotonic() < deadline and len(workers) < 3:  # the queue manager + 2 trainers
@@ -583,8 +585,12 @@ def test_killing_the_build_stops_its_training_workers(tmp_path):
         time.sleep(0.5)
     assert len(workers) >= 3, "the build never started its training workers"
     time.sleep(5)  # let them start training
-    build.send_signal(signal.SIGKILL)
-    build.wait()
+    build.send_signal(getattr(signal, signal_name))
+    _, stderr = build.communicate(timeout=60)  # a training worker must not keep the build waiting
+    if signal_name != "SIGKILL":
+        assert build.returncode == 128 + getattr(signal, signal_name)
+        assert stderr.strip().splitlines()[-1] == "interrupted; nothing half-written was kept; rerun to resume"
+        assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(workers, timeout=30)
     for process in alive:
         process.kill()
