@@ -80,12 +80,13 @@ def run_command(main: Callable[[list[str]], int], argv: Sequence[str]) -> int:
     except Exception as error:  # noqa: BLE001 - only a full disk is said here; anything else keeps its traceback
         if not is_disk_full(error):
             raise
-        filename = next((e.filename for e in _chain(error) if isinstance(e, OSError) and e.filename), None)
+        filename = next((e.filename for e in error_chain(error) if isinstance(e, OSError) and e.filename), None)
         where = f" writing {filename}" if filename else ""
         return _last_word(f"error: no space left on device{where}: free some space and rerun", 1)
 
 
-def _chain(error: BaseException):
+def error_chain(error: BaseException):
+    """`error`, then what it was raised from or during, each once."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

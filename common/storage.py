@@ -340,13 +340,14 @@ def _remove_dead_staging(final: Path) -> None:
     host = socket.gethostname()
     for staging in final.parent.glob(f".{final.name}.tmp-{host}-*"):
         pid = staging.name.split(f".tmp-{host}-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
     for old in final.parent.glob(f".{final.name}.old-*"):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0; someone else's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -39,6 +39,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from common.environments import REPO_ROOT
+from common.storage import pid_alive
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from sweep.cells import Cell, Claim, bookkeeping_failed, cell_status, log_path, record_status
@@ -345,22 +346,13 @@ def remove_dead_tmp(root: Path) -> None:
         return
     for folder in folders:
         pid = folder.name[len(host) + 1:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
     try:
         root.rmdir()  # only if empty
     except OSError:
         pass
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _config_dict(cfg: EvalSweepConfig) -> dict:

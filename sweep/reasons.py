@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Optional
 
+from common.cli import error_chain
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 
@@ -44,16 +45,8 @@ def exit_reason(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def _chain(error: BaseException):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
 def is_disk_full(error: BaseException) -> bool:
-    for link in _chain(error):
+    for link in error_chain(error):
         if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if any(text in str(link) for text in DISK_FULL_TEXT):
@@ -62,7 +55,7 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 def _filename(error: BaseException) -> Optional[str]:
-    for link in _chain(error):
+    for link in error_chain(error):
         if isinstance(link, OSError) and link.filename:
             return str(link.filename)
     return None
