@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from common.files import bad_file, json_problem, jsonl_problem, parquet_problem, read_text, text_problem
-from common.storage import cache_root, write_json_atomic
+from common.storage import cache_root, file_sha256, write_json_atomic
 from configs.calibration_sources import FILE_PREFIX, LOCAL_BUILDERS, local_file, looks_local, resolve, suffix
 from configs.errors import BadFile, ConfigError
 from configs.schema import CalibrationConfig
@@ -242,7 +242,7 @@ def _fingerprint(settings: dict, path: Optional[Path], tokenizer) -> str:
     payload = {
         "version": CACHE_VERSION,
         "settings": settings,
-        "file_sha256": _file_hash(path) if path else None,
+        "file_sha256": file_sha256(path) if path else None,
         "tokenizer": tokenizer_fingerprint(tokenizer),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -256,13 +256,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token, tokenizer.eos_token], default=str)
     return hashlib.sha256((rules + extra).encode()).hexdigest()
 
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_cache(cache_file: Path, key: str) -> Optional[list[list[int]]]:

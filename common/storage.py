@@ -46,6 +46,15 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quantlab").expanduser()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint(payload: dict) -> str:
     """A stable hash of everything that determines an artifact's weights."""
     canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))

@@ -19,13 +19,13 @@ Layout of `models/tiny/release/` (a build's, see `build.py`, plus):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
 
+from common.storage import file_sha256
 from configs.errors import BadFile, LabError
 from models.tiny.family import (LAYOUT_VERSION, MANIFEST, RELEASE_MANIFEST, TinyFamily,
                                 write_jsonl)
@@ -124,7 +124,7 @@ def check_files(root: Path, manifest: dict, advice: str = RESTORE) -> None:
         if size != expected["bytes"]:
             raise BadFile(path, f"has {size} bytes, the release manifest says {expected['bytes']} "
                                 "(truncated or replaced)", advice)
-        if _sha256(path) != expected["sha256"]:
+        if file_sha256(path) != expected["sha256"]:
             raise BadFile(path, "differs from the release manifest's sha256 (damaged or edited)",
                           advice)
 
@@ -183,13 +183,6 @@ def _held_out_docs(family: TinyFamily) -> dict[str, list[dict]]:
 
 def file_table(root: Path) -> dict[str, dict]:
     """{relative path: {"bytes", "sha256"}} of every file under `root`."""
-    return {str(path.relative_to(root)): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {str(path.relative_to(root)): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
             for path in sorted(root.rglob("*")) if path.is_file()}
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
