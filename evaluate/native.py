@@ -13,9 +13,9 @@ quantized blocks (and quantizes activations for k-quant dot products):
 
 from __future__ import annotations
 
-import resource
 from pathlib import Path
 
+from common.memory import peak_rss_bytes
 from evaluate import records
 from evaluate.speed import fixed_prompt_ids
 from models.gguf import LlamaCpp, gguf_file, llama_cpp_info
@@ -54,7 +54,7 @@ def measure_native_speed(artifact: Path, tokenizer, *, prompt_tokens: int, new_t
         "device": f"cpu ({RUNTIME}, {threads} thread{'s' if threads > 1 else ''})", "runtime": RUNTIME,
         "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
         "by_batch": {"1": at_batch_1}, "llama_cpp": llama_cpp_info(),
-        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_memory_bytes": peak_rss_bytes(),
         "peak_memory_kind": "process_max_rss",
     }
 

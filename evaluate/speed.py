@@ -8,12 +8,13 @@ decode throughput is (new tokens - 1) x batch over the time generation spends af
 
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 from contextlib import contextmanager
 
 from tqdm import tqdm
+
+from common.memory import peak_rss_bytes
 
 
 def measure_speed(model, tokenizer, *, prompt_tokens: int, new_tokens: int, batch_sizes: list[int],
@@ -98,4 +99,4 @@ def _peak_memory(device) -> int:
 
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_rss_bytes()

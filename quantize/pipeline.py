@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import resource
 import time
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ from configs.errors import BadFile, ConfigError
 from configs.schema import QuantizeJobConfig
 from calibration import load_calibration
 from common.environments import interpreter, needs_dispatch, running_environment
+from common.memory import peak_rss_bytes
 from common.storage import ensure_writable_dir, fingerprint, folder_problem, publish, staging_folder, writing
 from models.loading import load_tokenizer, pick_device
 from models.provenance import provenance
@@ -120,7 +120,7 @@ def quantize_job(job: QuantizeJobConfig) -> Path:
 def _manifest(job, planned: PlannedArtifact, model, timing: dict) -> dict:
     import torch
 
-    peak = {"cpu_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    peak = {"cpu_rss_bytes": peak_rss_bytes()}
     if torch.cuda.is_available():
         peak["cuda_allocated_bytes"] = torch.cuda.max_memory_allocated()
     return {

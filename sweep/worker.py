@@ -40,6 +40,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
+from common.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from quantize.pipeline import quantize_job
 from sweep.cells import Cell, config_from_dict, log_path, record_status
 from sweep.plan import job_and_method
@@ -88,9 +89,9 @@ def _handle(request: dict, baseline: Optional[dict]) -> dict:
             from sweep.execute import execute_cell
 
             status = execute_cell(cfg, cell, run=request.get("run"), artifact=request.get("artifact"))
-        peak = _memory("VmHWM")
+        peak = peak_rss_bytes()
     return {"status": status, "seconds": round(time.time() - started, 3), "pid": os.getpid(),
-            "memory": {"cell_peak_rss_bytes": peak, "rss_after_bytes": _memory("VmRSS"),
+            "memory": {"cell_peak_rss_bytes": peak, "rss_after_bytes": current_rss_bytes(),
                        "process_max_rss_bytes": _max_rss()}}
 
 
@@ -132,7 +133,7 @@ def _cell_scope(tmp: Optional[str], baseline: Optional[dict]):
         tmp = None  # (a full disk) the system's temporary folder, as a fresh process would use
     if baseline:
         _restore_torch(baseline)
-    _reset_peak_rss()
+    reset_peak_rss()
     try:
         yield
     finally:
@@ -164,23 +165,6 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages otherwise
-
-
-def _reset_peak_rss() -> None:
-    with contextlib.suppress(OSError):
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # resets VmHWM (Linux >= 4.0)
-
-
-def _memory(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _max_rss() -> int:
