@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from models.tiny.generator import GENERATOR_VERSION, TASKS
 from models.tiny.release import (RELEASE_DIR, STORED_DTYPE, check_files, file_table,
                                  load_release, stale_settings, verify)
 from models.tiny.settings import SIZES
+from tests.conftest import REPO_ROOT
 
 RELEASE_BUDGET_BYTES = 30 * 1000 * 1000
 
@@ -55,6 +57,13 @@ def test_release_files_match_their_checksums_and_fit_the_budget(manifest):
         config = json.loads((RELEASE_DIR / size / "config.json").read_text())
         assert config["dtype"] == STORED_DTYPE
         assert (RELEASE_DIR / size / "chat_template.jinja").is_file()
+
+
+def test_an_installed_package_carries_every_release_file(manifest):
+    """`pip install .` ships the release: pyproject's package data covers every listed file."""
+    patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {path for pattern in patterns["models.tiny"] for path in RELEASE_DIR.parent.glob(pattern)}
+    assert {RELEASE_DIR / name for name in [RELEASE_MANIFEST, *manifest["files"]]} <= shipped
 
 
 def test_release_held_out_sets_are_powered_and_the_ladder_spans_10x(manifest):
