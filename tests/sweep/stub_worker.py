@@ -4,6 +4,7 @@ worker's protocol and does what the cell's model name says, in no time.
   ok      prints a line, replies done          raise  prints a traceback, replies failed
   segv    dies by SIGSEGV mid-cell             kill   dies by SIGKILL mid-cell (the OOM killer)
   sleep   sleeps until signalled (SIGINT/SIGTERM: dies by it, as the real worker does)
+  nap     sleeps 3 s, then replies done (long enough for a second worker to start)
   tmp     writes a file into its temporary folder, then dies by SIGKILL
 """
 
@@ -32,6 +33,8 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGSEGV if what == "segv" else signal.SIGKILL)
         if what == "sleep":
             time.sleep(120)
+        if what == "nap":
+            time.sleep(3)
         if what == "raise":
             print("Traceback (most recent call last):\nValueError: broken", flush=True)
         status = {"status": "failed", "reason": "ValueError: broken"} if what == "raise" else {"status": "done"}

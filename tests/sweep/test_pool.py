@@ -78,7 +78,9 @@ def test_one_fresh_process_per_cell_when_asked(tmp_path):
 def test_workers_are_per_slot_and_kept_across_phases(tmp_path):
     with pool(tmp_path, slots=2) as p:
         first = p.run(cells("ok"))
-        second = p.run(cells("ok", "ok", "ok", "ok"))
+        # cells that take a while: a loaded machine may take seconds to start the second
+        # worker, and quick cells would all be done by the first one by then
+        second = p.run(cells("nap", "nap", "nap", "nap"))
     pids = {worker_pid(o) for o in second.values()}
     assert len(pids) == 2 and worker_pid(next(iter(first.values()))) in pids
 
