@@ -3,18 +3,15 @@ which folder is full; and what a worker's exit code means."""
 
 from __future__ import annotations
 
-import errno
 import signal
 from pathlib import Path
 from typing import Optional
 
 from common.cli import error_chain
+from common.storage import is_disk_full
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 
-# What a full disk looks like when the library that hit it does not pass the OSError on
-# (torch's zip writer: "[enforce fail at inline_container.cc:...] . unexpected pos ...").
-DISK_FULL_TEXT = ("No space left on device", "unexpected pos", "file write failed", "Disk quota exceeded")
 FOLDERS = (("output_dir", "artifacts"), ("results_dir", "results"), ("sweeps_dir", "sweeps"))
 STEP_FOLDER = {"quantize": "output_dir", "evaluate": "results_dir"}
 
@@ -24,7 +21,8 @@ def failure_reason(error: BaseException, cfg: EvalSweepConfig, step: str) -> str
     (from the failed write's file name, else the folder the failing step writes to)."""
     if isinstance(error, ConfigError):
         return f"ConfigError: {_first_line(error)}"
-    if is_disk_full(error):
+    step_folder = Path(getattr(cfg, STEP_FOLDER[step])).expanduser() if step in STEP_FOLDER else None
+    if is_disk_full(error, step_folder):
         filename = _filename(error)
         setting = _setting_of(cfg, filename) if filename else STEP_FOLDER.get(step)
         if setting is None:
@@ -43,15 +41,6 @@ def exit_reason(returncode: int) -> str:
         hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exited with code {returncode}"
-
-
-def is_disk_full(error: BaseException) -> bool:
-    for link in error_chain(error):
-        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(text in str(link) for text in DISK_FULL_TEXT):
-            return True
-    return False
 
 
 def _filename(error: BaseException) -> Optional[str]:

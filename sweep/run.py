@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
-from common.storage import ensure_writable_dir, write_json_atomic
+from common.storage import ensure_writable_dir, is_disk_full, write_json_atomic
 from configs.compose import compose
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
@@ -43,7 +43,6 @@ from sweep.cells import Cell, cell_status, run_id
 from sweep.launchers import check_launcher, open_launcher
 from quantize.estimate import UnknownArchitecture, estimate
 from sweep.plan import job_and_method, plan_cells
-from sweep.reasons import is_disk_full
 
 log = logging.getLogger("sweep")
 INTERRUPTED = "interrupted; nothing half-written was kept; rerun to resume"

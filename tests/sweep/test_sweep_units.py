@@ -14,7 +14,7 @@ import pytest
 from configs.compose import compose
 from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
-from common import environments
+from common import environments, storage
 from sweep import launchers, plan, reasons, run
 from sweep.cells import Cell
 from tests.conftest import TINY_QUICK, run_cli
@@ -121,14 +121,17 @@ def _raised(error: BaseException, cause: BaseException | None = None) -> BaseExc
         return caught
 
 
-def test_a_full_disk_names_the_folder_that_is_full(tmp_path):
+def test_a_full_disk_names_the_folder_that_is_full(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     results = tmp_path / "results"
     enospc = OSError(errno.ENOSPC, "No space left on device", str(results / "records" / "x" / "samples.jsonl"))
     assert reasons.failure_reason(enospc, cfg, "evaluate") == (
         f"disk full: no space left in the results folder {results} (results_dir); free space, then rerun with --retry-failed")
-    # torch's zip writer says nothing of space: the step says where it was writing
+    # torch's zip writer says nothing of space: a short write counts when the step's folder is
+    # (nearly) full, and the step says where it was writing
     torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1234 vs 1180")
+    assert reasons.failure_reason(torch_error, cfg, "quantize").startswith("RuntimeError: [enforce fail")
+    monkeypatch.setattr(storage, "_free_bytes", lambda folder: 0)
     assert reasons.failure_reason(torch_error, cfg, "quantize").startswith(
         f"disk full: no space left in the artifacts folder {tmp_path / 'artifacts'} (output_dir)")
     wrapped = _raised(RuntimeError("saving failed"), OSError(errno.ENOSPC, "No space left on device"))
