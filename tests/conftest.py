@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_QUICK = ["model.tiny_profile=quick"]  # overrides that select the fast test build
+
+# The tests send SIGINT to the commands they start, as Ctrl-C does. A pytest started as a
+# background job of a non-interactive shell (`bash -c 'pytest &'`, some CI runners) has SIGINT
+# ignored, and its children would inherit that (the lab, rightly, leaves an ignored SIGINT
+# ignored). A Python handler here is reset to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
