@@ -82,7 +82,7 @@ def dry_run(overrides: list[str]) -> int:
     found = estimate(job, method)
     print(f"{job.model.name} {method.label()}: {found.line()}")
     print(f"  (architecture from {found.architecture_source}; memory is the model's and its work's, on a GPU; "
-          "on a CPU each process also holds its libraries: the +quantize/evaluate GB)")
+          "on a CPU each process also holds its libraries: the +quantize/evaluate sizes)")
     return 0
 
 

@@ -162,7 +162,7 @@ def _print_plan(cfg: EvalSweepConfig, cells: list[Cell], statuses: dict) -> None
         for note in _plan_notes(cell):
             print(f"           {note}")
     print("  (memory is the model's and its work's, on a GPU; on a CPU each process also holds its libraries: "
-          "the +quantize/evaluate GB)")
+          "the +quantize/evaluate sizes)")
 
 
 def _estimate_line(cell: Cell) -> str:

@@ -11,10 +11,11 @@ import re
 import pytest
 
 from configs.compose import compose, group_choices
-from quantize.estimate import DTYPE_BYTES, UnknownArchitecture, estimate
+from quantize.estimate import DTYPE_BYTES, UnknownArchitecture, estimate, gguf_tensor_type, size_text
 from quantize.methods.base import build_method
 from tests.conftest import TINY_QUICK, run_cli
 
+SIZE = r"[\d.]+ [KMG]B"  # size_text: 3 significant figures, KB/MB/GB
 HUB_MODELS = [name for name in group_choices("model") if name != "local" and not name.startswith(("tiny", "mini"))]
 
 
@@ -89,7 +90,42 @@ def test_the_real_model_sweeps_dry_run_prints_every_cells_estimate(sweep, tmp_pa
                      f"results_dir={tmp_path / 'r'}", f"sweeps_dir={tmp_path / 's'}", "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]
     cells = int(re.search(r"(\d+) cells", result.stdout).group(1))
-    estimates = re.findall(r"\d[\d.]*B params, quantize ~[\d.]+ GB, evaluate ~[\d.]+ GB .*disk ~[\d.]+ GB",
-                           result.stdout)
+    estimates = re.findall(rf"\d[\d.]*B params, quantize ~{SIZE}, evaluate ~{SIZE} .*disk ~{SIZE}", result.stdout)
     assert cells > 0 and len(estimates) == cells, result.stdout[-3000:]
     assert not any((tmp_path / name).exists() for name in ("a", "r", "s"))  # nothing written, nothing downloaded
+
+
+def test_sizes_are_printed_in_human_units_to_three_significant_figures():
+    assert [size_text(n) for n in (0, 1000, 526_528, 1_390_464, 547_608_330, 16_320_875_724, 152_471_339_008)] == [
+        "0 KB", "0.977 KB", "514 KB", "1.33 MB", "522 MB", "15.2 GB", "142 GB"]
+    assert size_text(1023.9 * 1024**2) == "1 GB"  # never "1.02e+03 MB"
+
+
+def test_a_tiny_models_dry_run_shows_kb_and_mb_not_zero_gb(tmp_path):
+    result = run_cli("quantize", "model=tiny-s", *TINY_QUICK, "method=rtn", "quant.bits=4",
+                     f"output_dir={tmp_path / 'out'}", "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = result.stdout.splitlines()[0]
+    assert "0.00 GB" not in first and re.search(r"disk ~[\d.]+ (KB|MB)\b", first), first
+    assert re.search(rf"quantize ~{SIZE}, evaluate ~{SIZE} \(\+{SIZE}/{SIZE} on a CPU\)", first), first
+
+
+def test_a_gguf_levels_size_follows_llama_cpps_tensor_types():
+    """Per tensor as llama.cpp's quantizer chooses: the level's type, Q6_K for the output
+    matrix, the mixes' extra bits for attn_v/attn_output/ffn_down in some layers, another
+    type where rows are not a multiple of 256 (written files: the miniature matrix)."""
+    assert gguf_tensor_type("Q4_K_M", "q_proj", 2048, 5, 16) == "Q4_K"
+    assert gguf_tensor_type("Q4_K_M", "output", 2048, 0, 16) == "Q6_K"
+    assert gguf_tensor_type("Q4_K_M", "output", 896, 0, 24) == "Q8_0"  # Qwen2.5-0.5B's rows of 896
+    assert gguf_tensor_type("Q4_K_M", "q_proj", 896, 5, 24) == "Q5_0"
+    assert [gguf_tensor_type("Q4_K_M", "down_proj", 8192, i, 16) for i in (0, 1, 2, 4, 14)] == [
+        "Q6_K", "Q6_K", "Q4_K", "Q6_K", "Q6_K"]
+    assert gguf_tensor_type("Q8_0", "output", 2048, 0, 16) == "Q8_0"
+    assert gguf_tensor_type("BF16", "q_proj", 896, 0, 24) == "BF16"
+    # bartowski/Meta-Llama-3-8B-Instruct-GGUF's files (GB = 1e9 bytes; its README's table, as
+    # copied in YinanWusoymilk/hf-readme): the shapes of Llama-3.1-8B, made by llama.cpp
+    published = {"Q8_0": 8.54, "Q6_K": 6.59, "Q5_K_M": 5.73, "Q5_K_S": 5.59, "Q4_K_M": 4.92, "Q4_K_S": 4.69,
+                 "Q3_K_L": 4.32, "Q3_K_M": 4.01, "Q3_K_S": 3.66, "Q2_K": 3.17}
+    for level, size in published.items():
+        found = estimate_for("model=llama3.1-8b", "method=gguf", f"quant.type={level}")
+        assert found.disk_bytes / 1e9 == pytest.approx(size, rel=0.01), level
