@@ -417,8 +417,12 @@ def test_evaluate_run_scores_the_gguf_and_times_it_in_llama_cpp(lab):
         assert at_1[key] > 0, key
     assert at_1["llama_cpp_counters"]["decode_tokens_per_s"] > 0
     manifest = read_manifest(artifact)
+    artifact_fields = records["speed"]["artifact"]  # what the report tells the levels apart by
+    assert (artifact_fields["level"], artifact_fields["bits_per_weight"]) == ("Q4_K_M", manifest["gguf"]["bits_per_weight"])
+    assert artifact_fields["label"].startswith("gguf Q4_K_M") and artifact_fields["label"].endswith(" bpw)")
     if manifest["gguf"]["fallback_tensors"]:  # the report shows the level with its fallbacks
-        assert "tensors fell back" in records["speed"]["artifact"]["label"]
+        said = f"{len(manifest['gguf']['fallback_tensors'])} of {len(manifest['gguf']['tensor_types'])} tensors "
+        assert f"Q4_K_M, {said}" in artifact_fields["label"] and artifact_fields["fallback"].startswith(said)
     boxed = [r for r in records.values() if r.get("task_type") == "boxed"]
     assert boxed
     for record in boxed:
