@@ -104,7 +104,7 @@ class LlamaCpp:
         return [self._tokens(ids[i:i + self.n_batch]) for i in range(0, len(ids), self.n_batch)]
 
     def _greedy_steps(self):
-        """(step, first): `first()` is the argmax of the last logits; `step(token)` decodes one
+        """(first, step): `first()` is the argmax of the last logits; `step(token)` decodes one
         token and returns the next argmax. Both run in C per token: llama.cpp's own greedy
         sampler reads the logits in place (the first largest, as numpy's argmax: the same
         tokens), and one batch struct, built once, points at the one-token array that `step`
@@ -125,7 +125,7 @@ class LlamaCpp:
                 raise RuntimeError("llama_decode failed")
             return sample(greedy, ctx, -1)
 
-        return step, first
+        return first, step
 
     @property
     def _greedy(self):
@@ -140,7 +140,7 @@ class LlamaCpp:
         self._clear()
         for chunk in self._prompt(ids):
             self._decode(chunk)
-        step, first = self._greedy_steps()
+        first, step = self._greedy_steps()
         out: list[int] = []
         token = first()
         while token not in self.eog and len(out) < max_new_tokens:
@@ -159,7 +159,7 @@ class LlamaCpp:
         import llama_cpp
 
         prompt = self._prompt(ids)
-        step, first = self._greedy_steps()
+        first, step = self._greedy_steps()
         steps = range(new_tokens - 1)
         runs = []
         for repeat in range(warmup + repeats):

@@ -341,6 +341,34 @@ def test_a_fresh_process_reloads_and_generates_in_both_runtimes(gguf_env, lab):
 
 
 @pytest.mark.slow
+def test_llama_cpps_greedy_sampler_picks_the_tokens_of_an_argmax_over_the_logits(gguf_env, lab):
+    """What measure_speed and generate time and return: llama.cpp's own greedy pick, the same
+    tokens as numpy's argmax over the whole logits vector (the lab's earlier loop)."""
+    out = in_gguf_env(gguf_env, f"""
+        import json
+        import llama_cpp, numpy as np
+        from models.gguf import LlamaCpp, gguf_file
+        results = {{}}
+        for level, folder in {({k: str(v) for k, v in lab["levels"].items() if k in ("Q8_0", "Q4_K_M", "Q2_K")})!r}.items():
+            with LlamaCpp(gguf_file(folder), n_ctx=256) as llm:
+                ids = list(range(5, 45))
+                sampled = llm.generate(ids, 48)
+                llm._clear()
+                llm._decode(llm._tokens(ids))
+                argmax = []
+                for _ in range(48):  # no stop at end-of-generation tokens: compared below
+                    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.llm.ctx, -1), shape=(llm.n_vocab,))
+                    argmax.append(int(np.argmax(logits)))
+                    llm._decode(llm._tokens(argmax[-1:]))
+                results[level] = [sampled, argmax, sorted(llm.eog)]
+        print(json.dumps(results))
+        """)
+    for level, (sampled, argmax, eog) in out.items():
+        assert sampled == argmax[:len(sampled)], level
+        assert len(sampled) == 48 or argmax[len(sampled)] in eog, level  # generate stopped at an end token
+
+
+@pytest.mark.slow
 def test_llama_cpp_tokenizes_every_evaluation_prompt_as_hugging_face_does(gguf_env, lab, tiny_family):
     folder = lab["levels"]["Q8_0"]
     data = tiny_family.root / "data"
