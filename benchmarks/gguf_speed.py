@@ -10,7 +10,9 @@ calls (Python included), and, for the same runs, llama.cpp's own counters
 (`llama_perf_context`: prompt eval and eval time). Reported per artifact: the lab's time
 over llama.cpp's counted time (>= 1; target <= 1.05: the lab's timing adds at most 5% to
 what llama.cpp itself measures) for prefill and decode, the median of the per-run ratios of
-`--repeats` runs (paired, so the shared machine's drift cancels), and the ratio of medians.
+`--repeats` runs (paired, so the shared machine's drift cancels), and the ratio of medians;
+also the lab's fixed overhead per decode step in microseconds against llama.cpp's time per
+step (why a tiny model's ratio is the hardest case), the CPU's flags and the load.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from common.storage import read_manifest
 from evaluate.speed import fixed_prompt_ids
 from models.gguf import LlamaCpp, gguf_file, llama_cpp_info
 from models.loading import load_tokenizer
+
+CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni")
 
 NAME = "gguf_speed"
 TARGET = 1.05
@@ -37,12 +41,25 @@ def measure(artifact: Path, *, prompt_tokens: int, new_tokens: int, repeats: int
     counters = speed["llama_cpp_counters"]
     return {
         "artifact": str(artifact), "label": manifest["label"], "type": manifest["gguf"]["type"],
+        "num_parameters": manifest["model"].get("num_parameters"),
         "bits_per_weight": manifest["gguf"]["bits_per_weight"], **{k: v for k, v in speed.items() if k != "llama_cpp_counters"},
         "counters": counters,
         "prefill_ratio": counters["prefill_ratio"], "decode_ratio": counters["decode_ratio"],
         "prefill_ratio_of_medians": counters["prefill_tokens_per_s"] / speed["prefill_tokens_per_s"],
         "decode_ratio_of_medians": counters["decode_tokens_per_s"] / speed["decode_tokens_per_s"],
+        "decode_overhead_us_per_token": counters["decode_overhead_us_per_token"],
+        "counter_decode_us_per_token": counters["counter_decode_us_per_token"],
     }
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags /proc/cpuinfo lists (what the CPU has; llama.cpp's build may use fewer:
+    its system_info says which)."""
+    try:
+        line = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in CPU_FLAGS if flag in line.split()]
 
 
 def main(argv=None) -> None:
@@ -58,9 +75,11 @@ def main(argv=None) -> None:
     for row in rows:
         print(f"{row['type']:<7} bpw {row['bits_per_weight']:5.2f}  TTFT {row['time_to_first_token_s'] * 1e3:7.2f} ms  "
               f"prefill {row['prefill_tokens_per_s']:9.0f} tok/s (x{row['prefill_ratio']:.3f})  "
-              f"decode {row['decode_tokens_per_s']:8.0f} tok/s (x{row['decode_ratio']:.3f})")
+              f"decode {row['decode_tokens_per_s']:8.0f} tok/s (x{row['decode_ratio']:.3f}; "
+              f"+{row['decode_overhead_us_per_token']:.1f} us on {row['counter_decode_us_per_token']:.1f} us per token)")
     worst = max(max(r["prefill_ratio"], r["decode_ratio"]) for r in rows)
-    write_result(NAME, {"settings": vars(args) | {"artifacts": [str(a) for a in args.artifacts]}, "llama_cpp": llama_cpp_info(),
+    write_result(NAME, {"settings": vars(args) | {"artifacts": [str(a) for a in args.artifacts]},
+                        "llama_cpp": llama_cpp_info(), "cpu_flags": cpu_flags(),
                         "rows": rows, "worst_ratio": worst, "target": TARGET, "meets_target": worst <= TARGET})
 
 

@@ -20,6 +20,7 @@ was killed are removed by the next run that writes next to them.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -353,6 +354,20 @@ def _remove_dead_staging(final: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
     for old in final.parent.glob(f".{final.name}.old-*"):
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) for the block: one
+    process at a time does what it guards (flock: released by the kernel if the holder dies)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def pid_alive(pid: int) -> bool:

@@ -28,17 +28,42 @@ def is_gguf(manifest: dict) -> bool:
 
 
 def label(manifest: dict) -> str:
-    """The artifact's label, with a GGUF level's fallbacks said in it: a Q4_K_M whose rows
-    are not multiples of 256 is not a Q4_K_M model, and the report must not show it as one."""
+    """The artifact's label; a GGUF level's says its level, its effective bits per weight and
+    its fallbacks ("gguf Q4_K_M, 12 of 24 tensors Q5_0 (6.51 bpw)"): a Q4_K_M whose rows are
+    not multiples of 256 is not a Q4_K_M model, and the report must not show it as one."""
+    if not is_gguf(manifest):
+        return manifest["label"]
+    gguf = manifest["gguf"]
+    fallback = fallback_text(manifest)
+    return f"gguf {level(manifest)}" + (f", {fallback}" if fallback else "") + f" ({gguf['bits_per_weight']:.2f} bpw)"
+
+
+def level(manifest: dict) -> str:
+    """A GGUF artifact's level as the report names it: "Q4_K_M", "Q4_K_M imatrix"."""
+    imatrix = ((manifest.get("method") or {}).get("options") or {}).get("imatrix")
+    return manifest["gguf"]["type"] + (" imatrix" if imatrix else "")
+
+
+def fallback_text(manifest: dict) -> str:
+    """"12 of 24 tensors Q5_0" (the types llama.cpp gave instead, most frequent first), or ""."""
     fallbacks = (manifest.get("gguf") or {}).get("fallback_tensors") or {}
     if not fallbacks:
-        return manifest["label"]
+        return ""
     counts: dict[str, int] = {}
     for kind in fallbacks.values():
         counts[kind] = counts.get(kind, 0) + 1
-    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: -item[1]))
-    total = len(manifest["gguf"]["tensor_types"])
-    return f"{manifest['label']} ({len(fallbacks)} of {total} tensors fell back: {kinds})"
+    kinds = "/".join(kind for kind, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return f"{len(fallbacks)} of {len(manifest['gguf']['tensor_types'])} tensors {kinds}"
+
+
+def record_fields(manifest: dict) -> dict:
+    """What a record says about a GGUF artifact beyond the common fields, so that the report
+    (which reads only records) tells its levels apart: the level, the effective bits per
+    weight from the manifest, and the fallbacks."""
+    if not is_gguf(manifest):
+        return {}
+    return {"level": level(manifest), "bits_per_weight": manifest["gguf"]["bits_per_weight"],
+            "fallback": fallback_text(manifest) or None}
 
 
 def measure_native_speed(artifact: Path, tokenizer, *, prompt_tokens: int, new_tokens: int, threads: int,

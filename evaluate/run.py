@@ -342,7 +342,7 @@ def _record(ctx: _Context, plan: PlannedRecord, metrics: dict, *, n: int, second
             "params_b": manifest["model"].get("params_b"), "num_parameters": manifest["model"].get("num_parameters"),
             "method": manifest["method"]["name"], "weight_bits": manifest["weight_bits"],
             "group_size": quant.get("group_size"), "size_on_disk_bytes": manifest["size_on_disk_bytes"],
-            "is_baseline": _is_baseline(manifest),
+            "is_baseline": _is_baseline(manifest), **native.record_fields(manifest),
         },
         "eval_seconds": round(seconds, 3),
         "eval_batch_size": ctx.job.eval.batch_size,

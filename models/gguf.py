@@ -72,14 +72,12 @@ class LlamaCpp:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.llm.close()  # now, not in a finalizer at interpreter exit (where it fails noisily)
-
-    def _argmax_last(self) -> int:
         import llama_cpp
-        import numpy as np
 
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
-        return int(np.argmax(logits))  # reading the logits also waits for the computation
+        if getattr(self, "_sampler", None) is not None:
+            llama_cpp.llama_sampler_free(self._sampler)
+            self._sampler = None
+        self.llm.close()  # now, not in a finalizer at interpreter exit (where it fails noisily)
 
     def _clear(self) -> None:
         """Forget the previous sequence (its KV cache cells)."""
@@ -105,31 +103,64 @@ class LlamaCpp:
         """The prompt as ctypes token arrays of at most n_batch tokens (what one decode takes)."""
         return [self._tokens(ids[i:i + self.n_batch]) for i in range(0, len(ids), self.n_batch)]
 
+    def _greedy_steps(self):
+        """(first, step): `first()` is the argmax of the last logits; `step(token)` decodes one
+        token and returns the next argmax. Both run in C per token: llama.cpp's own greedy
+        sampler reads the logits in place (the first largest, as numpy's argmax: the same
+        tokens), and one batch struct, built once, points at the one-token array that `step`
+        overwrites. No logits vector reaches Python."""
+        import llama_cpp
+
+        ctx, decode, sample = self.llm.ctx, llama_cpp.llama_decode, llama_cpp.llama_sampler_sample
+        greedy = self._greedy
+        one = self._tokens([0])
+        batch = llama_cpp.llama_batch_get_one(one, 1)
+
+        def first() -> int:
+            return sample(greedy, ctx, -1)  # reading the logits also waits for the computation
+
+        def step(token: int) -> int:
+            one[0] = token
+            if decode(ctx, batch):
+                raise RuntimeError("llama_decode failed")
+            return sample(greedy, ctx, -1)
+
+        return first, step
+
+    @property
+    def _greedy(self):
+        import llama_cpp
+
+        if getattr(self, "_sampler", None) is None:
+            self._sampler = llama_cpp.llama_sampler_init_greedy()
+        return self._sampler
+
     def generate(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """Greedy continuation of `ids` (stops at an end-of-generation token, not included)."""
         self._clear()
         for chunk in self._prompt(ids):
             self._decode(chunk)
-        one = self._tokens([0])
+        first, step = self._greedy_steps()
         out: list[int] = []
-        token = self._argmax_last()
+        token = first()
         while token not in self.eog and len(out) < max_new_tokens:
             out.append(token)
             if len(out) == max_new_tokens:
                 break
-            one[0] = token
-            self._decode(one)
-            token = self._argmax_last()
+            token = step(token)
         return out
 
     def measure_speed(self, ids: list[int], new_tokens: int, *, repeats: int = 9, warmup: int = 1) -> dict:
         """Batch-1 speed of greedy generation after the prompt `ids`, median of `repeats`:
         time to first token (prompt processed and first token chosen), prefill and decode
         tokens/s as the lab times them, and llama.cpp's own performance counters for the
-        same runs (`llama_perf_context`), so the two can be compared."""
+        same runs (`llama_perf_context`), so the two can be compared. The tokens are those of
+        `generate` (greedy; end-of-generation tokens do not stop it: a fixed count)."""
         import llama_cpp
 
-        prompt, one = self._prompt(ids), self._tokens([0])
+        prompt = self._prompt(ids)
+        first, step = self._greedy_steps()
+        steps = range(new_tokens - 1)
         runs = []
         for repeat in range(warmup + repeats):
             self._clear()
@@ -137,16 +168,14 @@ class LlamaCpp:
             started = time.perf_counter()
             for chunk in prompt:
                 self._decode(chunk)
-            token = self._argmax_last()
-            first = time.perf_counter()
-            for _ in range(new_tokens - 1):
-                one[0] = token
-                self._decode(one)
-                token = self._argmax_last()
+            token = first()
+            first_at = time.perf_counter()
+            for _ in steps:
+                token = step(token)
             done = time.perf_counter()
             counters = llama_cpp.llama_perf_context(self.llm.ctx)
             if repeat >= warmup:
-                runs.append({"ttft": first - started, "decode": done - first,
+                runs.append({"ttft": first_at - started, "decode": done - first_at,
                              "counter_prefill": counters.t_p_eval_ms / 1e3, "counter_decode": counters.t_eval_ms / 1e3})
         median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         decoded = max(new_tokens - 1, 1)
@@ -160,6 +189,11 @@ class LlamaCpp:
                 # per run, the lab's time over the counters' (paired: cancels the machine's drift)
                 "prefill_ratio": statistics.median(r["ttft"] / max(r["counter_prefill"], 1e-9) for r in runs),
                 "decode_ratio": statistics.median(r["decode"] / max(r["counter_decode"], 1e-9) for r in runs),
+                # what the lab adds per generated token (Python, ctypes, reading the logits, the greedy
+                # pick, llama_decode's work before its timer starts), against llama.cpp's time per token
+                "decode_overhead_us_per_token": statistics.median(
+                    (r["decode"] - r["counter_decode"]) / decoded * 1e6 for r in runs),
+                "counter_decode_us_per_token": median["counter_decode"] / decoded * 1e6,
             },
             "threads": self.threads, "repeats": repeats,
         }

@@ -1,6 +1,9 @@
 """Read the results store into what the report compares: variants, their records, samples.
 
 A variant is one artifact (model x method x bits x group, identified by its fingerprint).
+A method whose levels are not a bit width alone (GGUF: Q4_K_M, Q4_K_S and Q4_0 are all
+"4-bit") records its level and its effective bits per weight: each level is its own variant,
+placed on a bits axis by its effective bits, with its fallbacks in its label.
 For each variant and task exactly one record is used. When several exist (the same task
 evaluated with different settings), the one whose settings fingerprint equals the
 baseline's is taken, so that variant and baseline saw the same samples with the same
@@ -32,7 +35,7 @@ class Variant:
     model: str
     size_b: Optional[float]  # parameters, billions
     method: str
-    bits: int
+    bits: float  # effective bits per weight where the method records them (GGUF), else the nominal bits
     group: Optional[int]
     label: str  # artifact label, made unique within the model
     is_baseline: bool
@@ -40,11 +43,10 @@ class Variant:
     path: str
     size_on_disk_bytes: Optional[int]
     baseline_key: Optional[str] = None
-
-    @property
-    def scheme(self) -> str:
-        """The model-independent column name: method, bits, group."""
-        return self.label
+    weight_bits: int = 0  # nominal: what the method was asked for
+    level: str = ""  # the step on the method's ladder: "w4", or a GGUF level ("Q4_K_M")
+    scheme: str = ""  # the model-independent column name: method and level (or the label), group
+    fallback: Optional[str] = None  # GGUF: "12 of 24 tensors Q5_0" (tensors llama.cpp gave another type)
 
 
 @dataclass
@@ -162,6 +164,20 @@ def collect(cfg: ReportConfig) -> Collection:
     return collection
 
 
+def bits_text(bits) -> str:
+    """Bits as the report prints them: "4" (a nominal width), "6.51" (effective bits per weight)."""
+    if bits is None or (isinstance(bits, float) and math.isnan(bits)):
+        return "–"
+    return str(int(bits)) if float(bits).is_integer() else f"{float(bits):.2f}"
+
+
+def step_text(level: str, bits) -> str:
+    """A step of a method's ladder in a sentence: "4 bits", or "Q4_K_M (6.51 bits per weight)"."""
+    if level == f"w{bits_text(bits)}":
+        return f"{bits_text(bits)} bits"
+    return f"{level} ({bits_text(bits)} bits per weight)"
+
+
 def size_label(size_b: Optional[float]) -> str:
     if size_b is None or (isinstance(size_b, float) and math.isnan(size_b)):
         return "?"
@@ -205,10 +221,13 @@ def _variants(found: list) -> dict[str, Variant]:
         size_b = a.get("params_b")
         if size_b is None and a.get("num_parameters"):
             size_b = a["num_parameters"] / 1e9
+        nominal, level = int(a["weight_bits"]), a.get("level")
         variants[a["fingerprint"]] = Variant(
-            key=a["fingerprint"], model=a["model"], size_b=size_b, method=a["method"], bits=int(a["weight_bits"]),
-            group=a.get("group_size"), label=a.get("label") or a["method"], is_baseline=bool(a.get("is_baseline")),
-            model_kind=a.get("model_kind", ""), path=a.get("path", ""), size_on_disk_bytes=a.get("size_on_disk_bytes"),
+            key=a["fingerprint"], model=a["model"], size_b=size_b, method=a["method"],
+            bits=a.get("bits_per_weight") or nominal, group=a.get("group_size"), label=a.get("label") or a["method"],
+            is_baseline=bool(a.get("is_baseline")), model_kind=a.get("model_kind", ""), path=a.get("path", ""),
+            size_on_disk_bytes=a.get("size_on_disk_bytes"), weight_bits=nominal, level=level or f"w{nominal}",
+            scheme=f"{a['method']} {level}" if level else "", fallback=a.get("fallback"),
         )
     by_model = defaultdict(list)
     for variant in variants.values():
@@ -224,6 +243,9 @@ def _variants(found: list) -> dict[str, Variant]:
         if len(twins) > 1:
             for variant in twins:
                 variant.label = f"{variant.label}@{variant.key[:6]}"
+                variant.scheme = f"{variant.scheme}@{variant.key[:6]}" if variant.scheme else ""
+    for variant in variants.values():
+        variant.scheme = variant.scheme or variant.label
     return variants
 
 

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig
-from report.collect import size_label
+from report.collect import size_label, step_text
 from report.methods import NO_DIFFERENCE
 from report.tables import gb
 from report.tables import group as group_text
@@ -94,11 +94,11 @@ def _viability(thresholds: pd.DataFrame) -> list[str]:
         for row in part.sort_values("bits", ascending=False).itertuples():
             if row.smallest_viable_model is None or pd.isna(row.smallest_viable_model):
                 state = "undetermined" if row.largest_undetermined else "not viable"
-                parts.append(f"w{row.bits} {state} at the largest size tested")
+                parts.append(f"{row.level} {state} at the largest size tested")
             elif row.viable_at_all_sizes:
-                parts.append(f"w{row.bits} viable at every size tested")
+                parts.append(f"{row.level} viable at every size tested")
             else:
-                parts.append(f"w{row.bits} viable from {size_label(row.smallest_viable_size_b)}")
+                parts.append(f"{row.level} viable from {size_label(row.smallest_viable_size_b)}")
             if row.undetermined:
                 parts[-1] += f" (undetermined: {row.undetermined})"
         suffix = "" if pd.isna(group) else f" (group {group_text(group)})"
@@ -111,7 +111,7 @@ def _cliffs(cliffs: pd.DataFrame) -> list[str]:
     if found.empty:
         return [] if cliffs.empty else ["No cliff shown: no series drops two stated tiers in one step or lies below "
                                         "the threshold."]
-    items = [f"{r.model} {r.method} at {int(r.cliff_bits)} bits ({r.cliff_metric} {r.cliff_delta_pp:+.1f} pp, "
+    items = [f"{r.model} {r.method} at {step_text(r.cliff_level, r.cliff_bits)} ({r.cliff_metric} {r.cliff_delta_pp:+.1f} pp, "
              f"interval up to {r.cliff_ci_high_pp:+.1f}, after {r.last_ok_delta_pp:+.1f} pp)"
              for r in found.head(MAX_ITEMS).itertuples()]
     more = f", and {len(found) - MAX_ITEMS} more" if len(found) > MAX_ITEMS else ""

@@ -32,8 +32,8 @@ def method_pairs(collection: Collection, floors: dict, cfg: ReportConfig) -> pd.
     rows = []
     quantized = [v for v in collection.variants.values() if not v.is_baseline]
     cells = {}
-    for v in quantized:
-        cells.setdefault((v.model, v.bits, v.group), []).append(v)
+    for v in quantized:  # at the same nominal bits (GGUF levels all pair with the other methods' 4 bits)
+        cells.setdefault((v.model, v.weight_bits, v.group), []).append(v)
     for (model, bits, group), variants in sorted(cells.items(), key=lambda item: str(item[0])):
         for a, b in combinations(sorted(variants, key=lambda v: (v.method, v.label)), 2):
             if a.method != b.method:
@@ -66,7 +66,7 @@ def best_methods(pairs: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
 
 def _pair(collection: Collection, floors: dict, cfg: ReportConfig, a, b) -> dict:
     above = tiered_tasks(floors, a.model, collection.tasks()) or collection.tasks()
-    row = {"model": a.model, "size_b": a.size_b, "bits": a.bits, "group": a.group, "label_a": a.label,
+    row = {"model": a.model, "size_b": a.size_b, "bits": a.weight_bits, "group": a.group, "label_a": a.label,
            "label_b": b.label, "method_a": a.method, "method_b": b.method, "tasks": ", ".join(above)}
     for metric, score in (("accuracy", cfg.primary_metric), ("format", "format_compliance")):
         c = _compare(cfg, *collection.paired(a.key, b.key, above, score))

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig
-from report.collect import size_label
+from report.collect import bits_text, size_label
 from report.tables import group as group_text
 
 TIER_COLOURS = {"negligible": "#1a9850", "acceptable": "#a6d96a", "concerning": "#fdae61",
@@ -39,19 +39,18 @@ class Plot:
 
 
 def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
-    """Model size (rows) x method/bits (columns), coloured by tier, annotated with the delta."""
+    """Model size (rows) x scheme (columns: method and bit width, or GGUF level, ordered by
+    bits per weight), coloured by tier, annotated with the delta."""
     if summary.empty:
         return None
     models = summary.drop_duplicates("model").sort_values(["size_b", "model"], na_position="last")
-    quantized = summary[~summary.is_baseline].drop_duplicates("label")
-    quantized = quantized.assign(g=quantized.group.fillna(-1))
-    quantized = quantized.sort_values(["method", "bits", "g"], ascending=[True, False, True])
-    columns = ["baseline"] + list(quantized.label)
+    columns = ["baseline"] + [scheme for scheme, _ in map_columns(summary)]
+    names = ["baseline"] + [name for _, name in map_columns(summary)]
     fig = Figure(figsize=(max(6.0, 1.0 * len(columns) + 2.5), max(2.5, 0.55 * len(models) + 1.8)))
     ax = fig.add_subplot()
     for i, model in enumerate(models.model):
         for j, column in enumerate(columns):
-            which = summary.is_baseline if column == "baseline" else summary.label == column
+            which = summary.is_baseline if column == "baseline" else summary.scheme == column
             cell = summary[(summary.model == model) & which]
             tier = cell.tier.iloc[0] if len(cell) else None
             ax.add_patch(_rect(j, i, TIER_COLOURS.get(tier, TIER_COLOURS[None]), hatch=tier == INCONCLUSIVE))
@@ -59,7 +58,7 @@ def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
                 ax.text(j, i, _cell_text(cell.iloc[0]), ha="center", va="center", fontsize=7)
     ax.set_xlim(-0.5, len(columns) - 0.5)
     ax.set_ylim(len(models) - 0.5, -0.5)
-    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
+    ax.set_xticks(range(len(columns)), names, rotation=35, ha="right", fontsize=8)
     names = [f"{m} ({size_label(s)})" for m, s in zip(models.model, models.size_b, strict=True)]
     ax.set_yticks(range(len(models)), names, fontsize=8)
     ax.set_title("Viability map: the delta that sets the tier (pp) and its interval; * significant loss", fontsize=9)
@@ -67,9 +66,31 @@ def viability_map(summary: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
                for t in (*TIERS, INCONCLUSIVE, AT_FLOOR, None)]
     handles[-1].set_label("not run")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-    return Plot("viability_map", "Viability map", "Rows: models by size; columns: method and bit width; colour: tier "
-                "stated from the interval; hatched: inconclusive (never viable); blue: every task at the floor "
+    return Plot("viability_map", "Viability map", "Rows: models by size; columns: method and bit width (a GGUF "
+                "level with its effective bits per weight; \"fallback\": tensors llama.cpp gave another type); colour: "
+                "tier stated from the interval; hatched: inconclusive (never viable); blue: every task at the floor "
                 "(baseline column: its accuracy).", _png(fig))
+
+
+def map_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """The viability map's quantized columns, (scheme, its tick text): by method, then
+    bits per weight (high first; a GGUF level by its mean over the models), then group."""
+    quantized = summary[~summary.is_baseline]
+    if quantized.empty:
+        return []
+    columns = quantized.groupby("scheme", sort=False).agg(
+        method=("method", "first"), bits=("bits", "mean"), low=("bits", "min"), high=("bits", "max"),
+        g=("group", lambda g: -1 if g.isna().all() else g.iloc[0]), level=("level", "first"),
+        nominal=("weight_bits", "first")).reset_index()
+    columns = columns.sort_values(["method", "bits", "g", "scheme"], ascending=[True, False, True, True])
+    out = []
+    for c in columns.itertuples():
+        name = c.scheme
+        if c.level != f"w{c.nominal}":  # a level that is not a bit width: say its effective bits
+            spread = bits_text(c.low) if c.low == c.high else f"{bits_text(c.low)}–{bits_text(c.high)}"
+            name = f"{c.scheme} ({spread} bpw)"
+        out.append((c.scheme, name))
+    return out
 
 
 def _cell_text(row) -> str:
@@ -83,11 +104,16 @@ def _cell_text(row) -> str:
     text = f"{row.tier_delta_pp:+.1f}{mark}"
     if row.tier == INCONCLUSIVE:
         text += f"\n[{row.tier_ci_low_pp:+.0f},{row.tier_ci_high_pp:+.0f}] ?"
+    fallback = row.get("fallback") if hasattr(row, "get") else None
+    if isinstance(fallback, str) and fallback:
+        text += "\nfallback " + fallback.split(" tensors")[0].replace(" of ", "/")
     return text
 
 
 def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
-    """Per method: delta vs bit width with its bootstrap CI, one line per model and group."""
+    """Per method: delta vs bits with its paired CI, one line per model and group. The x
+    axis is bits per weight, effective where the method records them (GGUF levels, each
+    point named by its level), high bits on the left; the baseline is the zero line."""
     if quality.empty:
         return None
     rows = quality[(quality.scope == "all") & ~quality.is_baseline & quality.delta_pp.notna()]
@@ -98,30 +124,50 @@ def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
     nrows = math.ceil(len(methods) / ncols)
     fig = Figure(figsize=(4.2 * ncols + 1.5, 3.2 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    ticks = ["base"] + [f"w{b}" for b in sorted(rows.bits.unique(), reverse=True)]
     for ax, method in zip(axes.flat, methods, strict=False):
         _tier_bands(ax, cfg)
-        part = rows[rows.method == method]
-        for (model, group), line in part.groupby(["model", "group"], dropna=False, sort=True):
-            line = line.sort_values("bits", ascending=False)
-            x = [0] + [ticks.index(f"w{b}") for b in line.bits]
-            y = [0.0, *line.delta_pp]
-            err = np.array([[0.0, *(line.delta_pp - line.ci_low_pp)], [0.0, *(line.ci_high_pp - line.delta_pp)]])
-            label = f"{model}" + ("" if pd.isna(group) else f" group {group_text(group)}")
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        named = False
+        for line in curve_lines(rows[rows.method == method]):
+            err = np.array([line["y"] - line["low"], line["high"] - line["y"]])
+            ax.errorbar(line["x"], line["y"], yerr=err, marker="o", capsize=3, label=line["name"])
+            for x, y, level in zip(line["x"], line["y"], line["levels"], strict=True):
+                if level:
+                    named = True
+                    ax.annotate(level, (x, y), fontsize=6, xytext=(2, 3), textcoords="offset points", rotation=30)
         ax.axhline(0, color="black", linewidth=0.8)
         low = min(rows.ci_low_pp.min(), rows.delta_pp.min(), cfg.tiers.concerning)
         high = max(rows.ci_high_pp.max(), rows.delta_pp.max(), 0)
         ax.set_ylim(low - 2, high + 2)
-        ax.set_xticks(range(len(ticks)), ticks)
+        widths = sorted(set(rows[rows.method == method].bits), reverse=True)
+        if not named:  # nominal bit widths: one tick each
+            ax.set_xticks(widths, [f"w{bits_text(b)}" for b in widths])
+        ax.set_xlim(max(widths) + 0.5, min(widths) - 0.5)
+        ax.set_xlabel("bits per weight (effective)" if named else "bits")
         ax.set_title(method, fontsize=10)
         ax.legend(fontsize=7)
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     axes[0][0].set_ylabel(f"delta {cfg.primary_metric} (pp)")
     fig.tight_layout()
-    return Plot("delta_curves", "Degradation by bit width", f"{cfg.primary_metric} delta vs baseline with "
-                f"{cfg.stats.confidence:.0%} paired score intervals; bands: tiers.", _png(fig))
+    return Plot("delta_curves", "Degradation by bit width", f"{cfg.primary_metric} delta vs baseline (the zero line) "
+                f"with {cfg.stats.confidence:.0%} paired score intervals, by bits per weight (effective for GGUF "
+                "levels, each named); bands: tiers.", _png(fig))
+
+
+def curve_lines(rows: pd.DataFrame) -> list[dict]:
+    """The lines `delta_curves` draws for one method: per model and group, its variants
+    ordered by bits per weight (high first): x (bits), y (delta pp), the interval, and the
+    level named beside a point where it is not a bit width (GGUF)."""
+    lines = []
+    for (model, group), line in rows.groupby(["model", "group"], dropna=False, sort=True):
+        line = line.sort_values(["bits", "label"], ascending=[False, True])
+        levels = [lvl if lvl != f"w{bits_text(nominal)}" else "" for lvl, nominal in
+                  zip(line.get("level", [""] * len(line)), line.get("weight_bits", line.bits), strict=True)]
+        lines.append({"name": f"{model}" + ("" if pd.isna(group) else f" group {group_text(group)}"),
+                      "model": model, "labels": list(line.label), "levels": levels,
+                      "x": line.bits.to_numpy(float), "y": line.delta_pp.to_numpy(float),
+                      "low": line.ci_low_pp.to_numpy(float), "high": line.ci_high_pp.to_numpy(float)})
+    return lines
 
 
 def behaviour_bars(behaviour: pd.DataFrame) -> Optional[Plot]:

@@ -241,11 +241,14 @@ def _perplexity_and_kl(collection: Collection, variant: Variant) -> dict:
 
 def _identity(variant: Variant) -> dict:
     return {"variant": variant.key, "model": variant.model, "size_b": variant.size_b, "method": variant.method,
-            "bits": variant.bits, "group": variant.group, "label": variant.label, "is_baseline": variant.is_baseline}
+            "bits": variant.bits, "group": variant.group, "label": variant.label, "is_baseline": variant.is_baseline,
+            "level": variant.level, "weight_bits": variant.weight_bits, "scheme": variant.scheme,
+            "fallback": variant.fallback}
 
 
 def _ordered(collection: Collection) -> list[Variant]:
-    """Smallest model first; within a model the baseline, then methods, high bits first."""
+    """Smallest model first; within a model the baseline, then methods, high bits first
+    (effective bits per weight where recorded: GGUF levels in their real order)."""
     return sorted(collection.variants.values(), key=lambda v: (
         v.size_b if v.size_b is not None else math.inf, v.model, not v.is_baseline, v.method, -v.bits,
         v.group if v.group is not None else -1, v.label))

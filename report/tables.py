@@ -15,7 +15,7 @@ from typing import Optional
 import pandas as pd
 
 from configs.report_schema import ReportConfig
-from report.collect import size_label
+from report.collect import bits_text, size_label
 
 DASH = "–"
 
@@ -75,7 +75,7 @@ def col(key: str, fmt: Callable = text, *args) -> Callable[[pd.Series], str]:
 
 
 IDENTITY = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Method", col("method")),
-            ("Bits", col("bits")), ("Group", col("group", group))]
+            ("Variant", col("label")), ("Bits", col("bits", bits_text)), ("Group", col("group", group))]
 
 
 def with_interval(delta: str, low: str, high: str) -> Callable[[pd.Series], str]:
@@ -223,14 +223,16 @@ def viability_table(thresholds: pd.DataFrame, cfg: ReportConfig) -> Table:
         prefix = "≤ " if r.viable_at_all_sizes else "from "
         return f"{prefix}{size_label(r.smallest_viable_size_b)} ({r.smallest_viable_model})"
 
-    spec = [("Method", col("method")), ("Group", col("group", group)), ("Bits", col("bits")),
-            ("Sizes tested", col("sizes_tested")), ("Viable", smallest),
+    spec = [("Method", col("method")), ("Group", col("group", group)), ("Level", col("level")),
+            ("Bits", col("bits", bits_text)), ("Sizes tested", col("sizes_tested")), ("Viable", smallest),
             ("Not viable at", lambda r: r.not_viable or DASH), ("Undetermined at", lambda r: r.undetermined or DASH)]
     return Table("viability", "Smallest model size at which each method and bit width is viable", thresholds,
                  _view(thresholds, spec), note=f"Viable: tier {cfg.tiers.viable} or better, stated (its interval "
                                                "inside the band), at that size and every larger size tested ('≤': "
                                                "viable at every size tested). Inconclusive and at-floor models are "
-                                               "undetermined, never viable.")
+                                               "undetermined, never viable. Bits: effective bits per weight where the "
+                                               "method records them (GGUF levels; the mean over the models), else "
+                                               "the nominal width.")
 
 
 def behaviour_table(behaviour: pd.DataFrame) -> Table:

@@ -15,11 +15,11 @@
   beside a format interval that cannot reach below concerning). `judge` decides tier and
   verdict text together, so they cannot contradict.
 - Cliff: walking one series (model x method x group) from the baseline down the bit
-  widths, the first bit width with a stated tier that drops `cliff.tier_drop` tiers from
+  widths (effective bits per weight where recorded: GGUF levels), the first bit width with a stated tier that drops `cliff.tier_drop` tiers from
   the last stated tier above it, or whose interval lies below `cliff.below_pp` (default:
   the concerning threshold). Inconclusive steps are named, never counted as good.
 - Viability: a stated tier no worse than `tiers.viable`. Per scheme (method x group) and
-  bit width, the smallest model size from which every larger tested model is viable;
+  bit width (a GGUF level: its effective bits differ a little between models), the smallest model size from which every larger tested model is viable;
   inconclusive and at-floor models are undetermined, never viable.
 """
 
@@ -33,6 +33,7 @@ import pandas as pd
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig, TierConfig
 from report import stats
+from report.collect import step_text
 
 BASELINE = "baseline"
 
@@ -205,37 +206,40 @@ def is_undetermined(tier: Optional[str]) -> bool:
 def cliffs(variants: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     """One row per series (model x method x group): where its cliff is, if anywhere.
 
-    `variants`: one row per variant with model, size_b, method, bits, group, label,
+    `variants`: one row per variant with model, size_b, method, bits, level, group, label,
     is_baseline, tier, tier_metric, tier_delta_pp and tier_ci_high_pp (its verdict).
     """
+    if "level" not in variants:
+        variants = variants.assign(level=[f"w{b}" for b in variants.bits])
     below = cfg.cliff.below_pp if cfg.cliff.below_pp is not None else cfg.tiers.concerning
     rows = []
     quantized = variants[~variants.is_baseline & variants.tier.notna()]
     for (model, method, group), series in quantized.groupby(["model", "method", "group"], dropna=False, sort=True):
         base = variants[(variants.model == model) & variants.is_baseline]
-        above = _Step(BASELINE, int(base.bits.iloc[0]) if len(base) else None, "negligible", "", 0.0, 0.0)
+        above = _Step(BASELINE, base.bits.iloc[0] if len(base) else None, "negligible", "", 0.0, 0.0, BASELINE)
         row = {"model": model, "size_b": series.size_b.iloc[0], "method": method, "group": group,
                "last_ok": None, "last_ok_bits": None, "last_ok_delta_pp": None, "cliff": None, "cliff_bits": None,
-               "cliff_metric": None, "cliff_delta_pp": None, "cliff_ci_high_pp": None, "cliff_size_pp": None}
+               "cliff_level": None, "cliff_metric": None, "cliff_delta_pp": None, "cliff_ci_high_pp": None,
+               "cliff_size_pp": None}
         undetermined = []
-        for r in series.sort_values("bits", ascending=False).itertuples():
-            here = _Step(r.label, int(r.bits), r.tier, r.tier_metric, r.tier_delta_pp, r.tier_ci_high_pp)
+        for r in series.sort_values(["bits", "label"], ascending=[False, True]).itertuples():
+            here = _Step(r.label, r.bits, r.tier, r.tier_metric, r.tier_delta_pp, r.tier_ci_high_pp, r.level)
             if here.tier not in TIERS:
-                undetermined.append(f"w{here.bits} {here.tier}")
+                undetermined.append(f"{here.level} {here.tier}")
                 continue
             reasons = _cliff_reasons(above, here, below, cfg.cliff.tier_drop)
             if reasons:
                 if undetermined:
                     reasons.append(f"undetermined in between: {', '.join(undetermined)}")
                 row.update(last_ok=above.label, last_ok_bits=above.bits, last_ok_delta_pp=above.delta_pp,
-                           cliff=here.label, cliff_bits=here.bits, cliff_metric=here.metric,
+                           cliff=here.label, cliff_bits=here.bits, cliff_level=here.level, cliff_metric=here.metric,
                            cliff_delta_pp=here.delta_pp, cliff_ci_high_pp=here.ci_high_pp,
                            cliff_size_pp=above.delta_pp - here.delta_pp, reason="; ".join(reasons))
                 break
             above = here
         else:
-            lowest = int(series.bits.min())
-            row["reason"] = f"no cliff shown down to {lowest} bits" + (
+            lowest = series.loc[series.bits.idxmin()]
+            row["reason"] = f"no cliff shown down to {step_text(lowest.level, lowest.bits)}" + (
                 f"; undetermined: {', '.join(undetermined)}" if undetermined else "")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -244,11 +248,12 @@ def cliffs(variants: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
 @dataclass(frozen=True)
 class _Step:
     label: str
-    bits: Optional[int]
+    bits: Optional[float]
     tier: str
     metric: str
     delta_pp: float
     ci_high_pp: float
+    level: str
 
 
 def _cliff_reasons(above: _Step, here: _Step, below: float, tier_drop: int) -> list[str]:
@@ -262,11 +267,14 @@ def _cliff_reasons(above: _Step, here: _Step, below: float, tier_drop: int) -> l
 
 
 def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
-    """Per scheme (method x group) and bit width: the smallest model size from which it is
-    viable at every larger tested size ("all" when viable at every size tested)."""
+    """Per scheme (method x group) and step (bit width, or GGUF level: its `bits` is the
+    mean effective bits per weight over the models): the smallest model size from which it
+    is viable at every larger tested size ("all" when viable at every size tested)."""
     rows = []
+    if "level" not in variants:
+        variants = variants.assign(level=[f"w{b}" for b in variants.bits])
     quantized = variants[~variants.is_baseline & variants.tier.notna() & variants.size_b.notna()]
-    for (method, group, bits), cells in quantized.groupby(["method", "group", "bits"], dropna=False, sort=True):
+    for (method, group, level), cells in quantized.groupby(["method", "group", "level"], dropna=False, sort=True):
         cells = cells.assign(ok=[is_viable(t, viable) for t in cells.tier],
                              open=[is_undetermined(t) for t in cells.tier])
         # One verdict per model: viable only if every variant of it is (float32 and bfloat16, say).
@@ -277,15 +285,18 @@ def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
         failing = [f"{m} ({t})" for m, t, good, undecided in named if not good and not undecided]
         undetermined = [f"{m} ({t})" for m, t, o in zip(cells.model, cells.tier, cells.open, strict=True) if o]
         largest_open = bool(models.open.iloc[-1]) and not bool(models.ok.iloc[-1])
+        bits = float(cells.bits.mean())
         rows.append({
-            "method": method, "group": group, "bits": int(bits), "sizes_tested": len(models),
+            "method": method, "group": group, "level": level, "bits": int(bits) if bits.is_integer() else round(bits, 4),
+            "sizes_tested": len(models),
             "smallest_viable_model": models.model.iloc[threshold] if threshold is not None else None,
             "smallest_viable_size_b": models.size_b.iloc[threshold] if threshold is not None else None,
             "viable_at_all_sizes": threshold == 0,
             "largest_undetermined": threshold is None and largest_open,
             "not_viable": ", ".join(failing), "undetermined": ", ".join(undetermined),
         })
-    columns = ["method", "group", "bits", "sizes_tested", "smallest_viable_model", "smallest_viable_size_b",
+    columns = ["method", "group", "level", "bits", "sizes_tested", "smallest_viable_model", "smallest_viable_size_b",
                "viable_at_all_sizes", "largest_undetermined", "not_viable", "undetermined"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["method", "group", "bits"], ascending=[True, True, False], na_position="first")
+    return frame.sort_values(["method", "group", "bits", "level"], ascending=[True, True, False, True],
+                             na_position="first")

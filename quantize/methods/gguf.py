@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from common.storage import (cache_root, exclusive_lock, file_sha256, fingerprint, folder_problem, publish, read_manifest,
+                            staging_folder)
 from configs.errors import ConfigError, choices_error
 from models.gguf import FLOAT_TYPES, bits_per_weight, tensor_table
 from models.loading import OncePerMessage, load_tokenizer
@@ -37,6 +41,7 @@ FALLBACK_RULE = ", ".join(f"{k} -> {v}" for k, v in FALLBACK.items())
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 SOURCE_TYPES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}  # lossless: quantize from the model's dtype
 LLAMA_CPP_PYTHON = "0.3.36"  # scripts/setup_gguf.sh builds this version (vendored llama.cpp 0c1e57098)
+CONVERSIONS = "gguf-conversions"  # cache_root()/<this>/<key>: one source GGUF per checkpoint, dtype and llama.cpp
 SOURCE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json", "config.json")
 
@@ -55,8 +60,10 @@ class GGUF(QuantMethod):
     tensor), records the type of every tensor as read back from the file, and the effective
     bits per weight. The artifact: the .gguf, the source's config.json and tokenizer files
     (transformers loads it dequantized for evaluation; llama.cpp runs it natively).
-    The converted source GGUF (the model's size in its dtype) is written under $TMPDIR while
-    the level is made, and removed after.
+    The converted source GGUF (the model's size in its dtype) is made once per checkpoint
+    (its files' content), dtype, llama.cpp version and converter options, into the lab cache
+    (`cache_root()/gguf-conversions`, one folder per conversion; delete it to free the
+    space), and every level is quantized from it.
     Settings: quant.type (one of TYPES); method.imatrix (compute llama.cpp's importance matrix
     with llama-imatrix on the calibration set and quantize with it); method.threads (llama.cpp
     threads while quantizing; the output does not depend on it).
@@ -124,8 +131,7 @@ class GGUF(QuantMethod):
         source_dir = model
         self._work = tempfile.TemporaryDirectory(prefix="qlab-gguf-")
         work = Path(self._work.name)
-        source = work / f"source-{SOURCE_TYPES[self.dtype]}.gguf"
-        convert(source_dir, source, SOURCE_TYPES[self.dtype])
+        source = converted_source(source_dir, SOURCE_TYPES[self.dtype])
         imatrix, imatrix_info = None, None
         if self.options.imatrix:
             imatrix, imatrix_info = compute_imatrix(source, calibration, tokenizer, work, threads=self.options.threads)
@@ -197,6 +203,63 @@ def convert(source_dir: Path, out: Path, outtype: str) -> None:
     if result.returncode != 0 or not out.is_file():
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise RuntimeError(f"llama.cpp's converter failed on {source_dir} (exit {result.returncode}):\n{tail}")
+
+
+def converted_source(source_dir: Path, outtype: str) -> Path:
+    """The checkpoint as a GGUF in `outtype`, converted once per (checkpoint files, outtype,
+    llama.cpp version, converter options) into the lab cache and reused by every level.
+
+    Published like an artifact (staging folder, manifest last, one rename); a lock per
+    conversion makes a concurrent level wait for the first one's file instead of converting
+    again; a cached folder whose file is truncated, damaged or not what its manifest's
+    sha256 says is converted again."""
+    inputs = conversion_inputs(source_dir, outtype)
+    key = fingerprint(inputs)
+    final = cache_root() / CONVERSIONS / key[:16]
+    name = f"source-{outtype}.gguf"
+    with exclusive_lock(final.with_name(f".{final.name}.lock")):
+        problem = _conversion_problem(final, name, key) if final.exists() else None
+        if final.exists() and problem is None:
+            log.info("llama.cpp's conversion of %s (%s) reused from the cache: %s", source_dir, outtype, final)
+            return final / name
+        if problem:
+            log.warning("the cached conversion at %s is unusable (%s); converting again", final, problem)
+        log.info("converting %s to a %s GGUF with llama.cpp's converter (once, cached in %s)", source_dir, outtype, final)
+        with staging_folder(final) as staging:
+            convert(source_dir, staging / name, outtype)
+            publish(staging, final, {"conversion": key, "inputs": inputs, "sha256": {name: file_sha256(staging / name)}},
+                    replace=True)
+    return final / name
+
+
+def conversion_inputs(source_dir: Path, outtype: str) -> dict:
+    """What a conversion's bytes depend on: the checkpoint's files (their content), the
+    output type, llama.cpp's version and its converter, and the lab's wrapper of it."""
+    return {"source": {p.name: _content_id(p) for p in sorted(Path(source_dir).iterdir()) if p.is_file()},
+            "outtype": outtype, "llama_cpp_python": LLAMA_CPP_PYTHON,
+            "converter": file_sha256(llama_cpp_dir() / "convert_hf_to_gguf.py"),
+            "wrapper": file_sha256(Path(__file__).resolve().parent.parent / "gguf_convert.py")}
+
+
+def _content_id(path: Path) -> str:
+    """A file's sha256; for a Hugging Face cache snapshot's link, its blob's name (the
+    sha256 of an LFS file, the git hash of a small one), without reading the file."""
+    real = Path(os.path.realpath(path))
+    if path.is_symlink() and real.parent.name == "blobs":
+        return f"blob:{real.name}"
+    return file_sha256(path)
+
+
+def _conversion_problem(folder: Path, name: str, key: str) -> Optional[str]:
+    problem = folder_problem(folder)  # the manifest, every file's size, the GGUF header
+    if problem:
+        return problem
+    manifest = read_manifest(folder)
+    if manifest.get("conversion") != key or name not in manifest.get("sha256", {}):
+        return f"its manifest is for another conversion ({json.dumps(manifest.get('conversion'))})"
+    if file_sha256(folder / name) != manifest["sha256"][name]:
+        return f"{name} does not match the sha256 in its manifest"
+    return None
 
 
 class _LlamaLog:

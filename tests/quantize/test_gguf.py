@@ -264,6 +264,53 @@ def test_the_same_input_and_seed_give_an_identical_file(gguf_env, lab, tiny_fami
     assert (Path(again) / name).read_bytes() == (first / name).read_bytes()
 
 
+def quantize_levels_concurrently(python: Path, source: Path, levels: list[str], output: Path, cache: Path) -> str:
+    """Quantize `levels` of the checkpoint `source`, one process each, all started at once
+    with the lab cache `cache`; returns their logs."""
+    script = textwrap.dedent("""
+        import logging, sys
+        from configs.compose import compose
+        from quantize.pipeline import quantize_job
+        logging.basicConfig(level=logging.INFO)
+        quantize_job(compose("quantize", [f"model={sys.argv[1]}", "model.dtype=float32", "method=gguf",
+                                          f"quant.type={sys.argv[2]}", f"output_dir={sys.argv[3]}"]))
+        """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "QLAB_CACHE": str(cache)}
+    runs = [subprocess.Popen([str(python), "-c", script, str(source), level, str(output)], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for level in levels]
+    logs = [run.communicate(timeout=900)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), "\n".join(log[-3000:] for log in logs)
+    return "\n".join(logs)
+
+
+@pytest.mark.slow
+def test_levels_share_one_cached_conversion_and_a_damaged_one_is_made_again(gguf_env, lab, tiny_family, tmp_path):
+    source, cache, output = tiny_family.model_path(MODEL), tmp_path / "cache", tmp_path / "artifacts"
+    logs = quantize_levels_concurrently(gguf_env, source, ["Q4_K_M", "Q4_0"], output, cache)
+    assert logs.count("with llama.cpp's converter (once") == 1, logs[-4000:]  # the other level waited and reused it
+    assert logs.count("reused from the cache") == 1, logs[-4000:]
+    [conversion] = [p for p in (cache / "gguf-conversions").iterdir() if not p.name.startswith(".")]
+    cached = conversion / "source-f32.gguf"
+
+    def same_as_before(level: str) -> None:  # the lab fixture's artifact of the same checkpoint
+        [made] = (output / MODEL).glob(f"gguf-{level}-*")
+        before = lab["levels"][level]
+        name = read_manifest(before)["gguf"]["file"]
+        assert (made / name).read_bytes() == (before / name).read_bytes(), level
+        assert read_manifest(made)["gguf"] == read_manifest(before)["gguf"], level
+
+    same_as_before("Q4_K_M")
+    same_as_before("Q4_0")
+    size = cached.stat().st_size
+    with open(cached, "r+b") as handle:  # a copy cut short: the size no longer matches its manifest
+        handle.truncate(size // 2)
+    logs = quantize_levels_concurrently(gguf_env, source, ["Q8_0"], output, cache)
+    assert "the cached conversion at" in logs and "unusable" in logs and "truncated" in logs, logs[-4000:]
+    assert logs.count("with llama.cpp's converter (once") == 1
+    assert cached.stat().st_size == size
+    same_as_before("Q8_0")
+
+
 @pytest.mark.slow
 def test_a_fresh_process_reloads_and_generates_in_both_runtimes(gguf_env, lab):
     folder = lab["levels"]["Q4_K_M"]
@@ -291,6 +338,34 @@ def test_a_fresh_process_reloads_and_generates_in_both_runtimes(gguf_env, lab):
     # close and the two runtimes' rounding can swap them; they agreed exactly before the
     # tiny family's data changed)
     assert out["native"][0] in out["top3"]
+
+
+@pytest.mark.slow
+def test_llama_cpps_greedy_sampler_picks_the_tokens_of_an_argmax_over_the_logits(gguf_env, lab):
+    """What measure_speed and generate time and return: llama.cpp's own greedy pick, the same
+    tokens as numpy's argmax over the whole logits vector (the lab's earlier loop)."""
+    out = in_gguf_env(gguf_env, f"""
+        import json
+        import llama_cpp, numpy as np
+        from models.gguf import LlamaCpp, gguf_file
+        results = {{}}
+        for level, folder in {({k: str(v) for k, v in lab["levels"].items() if k in ("Q8_0", "Q4_K_M", "Q2_K")})!r}.items():
+            with LlamaCpp(gguf_file(folder), n_ctx=256) as llm:
+                ids = list(range(5, 45))
+                sampled = llm.generate(ids, 48)
+                llm._clear()
+                llm._decode(llm._tokens(ids))
+                argmax = []
+                for _ in range(48):  # no stop at end-of-generation tokens: compared below
+                    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.llm.ctx, -1), shape=(llm.n_vocab,))
+                    argmax.append(int(np.argmax(logits)))
+                    llm._decode(llm._tokens(argmax[-1:]))
+                results[level] = [sampled, argmax, sorted(llm.eog)]
+        print(json.dumps(results))
+        """)
+    for level, (sampled, argmax, eog) in out.items():
+        assert sampled == argmax[:len(sampled)], level
+        assert len(sampled) == 48 or argmax[len(sampled)] in eog, level  # generate stopped at an end token
 
 
 @pytest.mark.slow
@@ -370,8 +445,12 @@ def test_evaluate_run_scores_the_gguf_and_times_it_in_llama_cpp(lab):
         assert at_1[key] > 0, key
     assert at_1["llama_cpp_counters"]["decode_tokens_per_s"] > 0
     manifest = read_manifest(artifact)
+    artifact_fields = records["speed"]["artifact"]  # what the report tells the levels apart by
+    assert (artifact_fields["level"], artifact_fields["bits_per_weight"]) == ("Q4_K_M", manifest["gguf"]["bits_per_weight"])
+    assert artifact_fields["label"].startswith("gguf Q4_K_M") and artifact_fields["label"].endswith(" bpw)")
     if manifest["gguf"]["fallback_tensors"]:  # the report shows the level with its fallbacks
-        assert "tensors fell back" in records["speed"]["artifact"]["label"]
+        said = f"{len(manifest['gguf']['fallback_tensors'])} of {len(manifest['gguf']['tensor_types'])} tensors "
+        assert f"Q4_K_M, {said}" in artifact_fields["label"] and artifact_fields["fallback"].startswith(said)
     boxed = [r for r in records.values() if r.get("task_type") == "boxed"]
     assert boxed
     for record in boxed:

@@ -45,7 +45,7 @@ def test_markdown_points_at_the_pngs_beside_it(sweep_report):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)
     assert len(images) == len(PLOTS)
     assert all((sweep_report.markdown.parent / image).is_file() for image in images)
-    assert "| small | 500M | rtn | 3 | 32 | math | unacceptable | 400 | 40.5% |" in markdown
+    assert "| small | 500M | rtn | rtn-w3a16-g32 | 3 | 32 | math | unacceptable | 400 | 40.5% |" in markdown
 
 
 def test_variant_numbers_match_the_hand_computed_sweep(sweep_report):
