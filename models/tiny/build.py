@@ -15,7 +15,6 @@ The release in the repository (`release.py`) is one such folder, stored in bfloa
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -28,14 +27,13 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
 
 from tqdm.auto import tqdm
 
-from common.storage import CACHE_ENV
+from common.storage import CACHE_ENV, exclusive_lock
 from common.storage import cache_root as lab_cache_root
 from models.tiny.family import LAYOUT_VERSION, MANIFEST, TinyFamily, write_jsonl
 from models.tiny.generator import GENERATOR_VERSION, LAB_TASK_NAMES, TASKS, assistant_reply, generate_splits
@@ -77,7 +75,7 @@ def ensure_built(sizes=None, profile: str = "full", seed: int = 0, cache_dir=Non
             log.info("tiny family: using the release %s", release.root)
             return release
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / f".{name}.lock"):
+    with exclusive_lock(root / f".{name}.lock"):
         if not force and (found := find_build(root, profile, sizes, seed)):
             return found  # another process built it while we waited
         _build_atomically(root / name, PROFILES[profile], profile, sizes, seed, fresh=force)
@@ -124,16 +122,6 @@ def _settings_hashes(profile: str, sizes: tuple[str, ...], seed: int) -> tuple[s
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-@contextmanager
-def _lock(path: Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build_atomically(final: Path, profile: Profile, profile_name: str,
