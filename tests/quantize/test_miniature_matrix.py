@@ -193,7 +193,9 @@ def test_every_method_on_every_family(family, variant, tiny_family, tmp_path):
     assert {"tiny_arc", "text_perplexity", "speed"} <= set(tasks), sorted(tasks)
     samples = [json.loads(line) for line in
                next(results.glob("records/*/tiny_arc--*/samples.jsonl")).read_text().splitlines()]
-    assert len(samples) == 2 and all(sample["generation"].strip() for sample in samples), samples[:1]
+    # a randomly initialised model's text is arbitrary (AutoRound's mini-qwen3 once wrote only
+    # newlines): what is checked is that it generated
+    assert len(samples) == 2 and all(sample["generation"] for sample in samples), samples[:1]
     perplexity = tasks["text_perplexity"]["metrics"]
     assert any(isinstance(value, float) and math.isfinite(value) for value in perplexity.values()), perplexity
     measured = _find(tasks["speed"], "peak_memory_bytes")
