@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from common.machine import cpu_flags, isa_overrides
 from common.storage import replace_atomically
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +158,8 @@ def machine_info() -> dict:
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpu_flags": cpu_flags(),
+        "isa_overrides": isa_overrides(),
         "versions": library_versions(),
         "git": git_revision(),
     }
@@ -164,6 +167,7 @@ def machine_info() -> dict:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = torch.cuda.is_available()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)

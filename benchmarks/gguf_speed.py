@@ -21,12 +21,12 @@ import argparse
 from pathlib import Path
 
 from benchmarks.common import write_result
+from common.machine import cpu_flags
 from common.storage import read_manifest
 from evaluate.speed import fixed_prompt_ids
 from models.gguf import LlamaCpp, gguf_file, llama_cpp_info
 from models.loading import load_tokenizer
 
-CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni")
 
 NAME = "gguf_speed"
 TARGET = 1.05
@@ -50,16 +50,6 @@ def measure(artifact: Path, *, prompt_tokens: int, new_tokens: int, repeats: int
         "decode_overhead_us_per_token": counters["decode_overhead_us_per_token"],
         "counter_decode_us_per_token": counters["counter_decode_us_per_token"],
     }
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags /proc/cpuinfo lists (what the CPU has; llama.cpp's build may use fewer:
-    its system_info says which)."""
-    try:
-        line = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return [flag for flag in CPU_FLAGS if flag in line.split()]
 
 
 def main(argv=None) -> None:

@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import signal
 import sys
@@ -33,6 +32,7 @@ from queue import Empty
 
 from tqdm.auto import tqdm
 
+from common.machine import cpu_flags
 from common.storage import CACHE_ENV, exclusive_lock
 from common.storage import cache_root as lab_cache_root
 from models.tiny.family import LAYOUT_VERSION, MANIFEST, TinyFamily, write_jsonl
@@ -198,16 +198,6 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
         "files": file_table(out),  # what `python -m models.tiny verify` checks
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
-    """The CPU's vector-instruction flags that decide training speed (x86 Linux; else [])."""
-    try:
-        flags = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M)
-    except OSError:
-        return []
-    wanted = re.compile(r"^(avx\w*|amx\w*|fma|f16c|sse4_2)$")
-    return sorted(f for f in (flags.group(1).split() if flags else []) if wanted.match(f))
 
 
 def _tokenizer_corpus(train: dict[str, list[dict]]):

@@ -3,10 +3,10 @@ cache key): model sizes, training settings and the build profiles."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from common.machine import cpu_flags
 from configs.schema import TINY_PROFILES
 from configs.schema import TINY_SIZES as SIZES
 from models.tiny.generator import DataSettings
@@ -98,10 +98,7 @@ class TrainSettings:
 def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (x86 AVX512-BF16 or AMX).
     Elsewhere it is emulated, so training uses float32 there."""
-    try:
-        return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo.read_text()) is not None
-    except OSError:  # not Linux
-        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags(cpuinfo)))
 
 
 @dataclass(frozen=True)
