@@ -27,7 +27,6 @@ from evaluate.speed import fixed_prompt_ids
 from models.gguf import LlamaCpp, gguf_file, llama_cpp_info
 from models.loading import load_tokenizer
 
-
 NAME = "gguf_speed"
 TARGET = 1.05
 

@@ -171,9 +171,14 @@ def bits_text(bits) -> str:
     return str(int(bits)) if float(bits).is_integer() else f"{float(bits):.2f}"
 
 
+def nominal_level(bits) -> str:
+    """The level of a step that is a bit width alone ("w4"); a GGUF level is named instead."""
+    return f"w{bits_text(bits)}"
+
+
 def step_text(level: str, bits) -> str:
     """A step of a method's ladder in a sentence: "4 bits", or "Q4_K_M (6.51 bits per weight)"."""
-    if level == f"w{bits_text(bits)}":
+    if level == nominal_level(bits):
         return f"{bits_text(bits)} bits"
     return f"{level} ({bits_text(bits)} bits per weight)"
 
@@ -226,7 +231,7 @@ def _variants(found: list) -> dict[str, Variant]:
             key=a["fingerprint"], model=a["model"], size_b=size_b, method=a["method"],
             bits=a.get("bits_per_weight") or nominal, group=a.get("group_size"), label=a.get("label") or a["method"],
             is_baseline=bool(a.get("is_baseline")), model_kind=a.get("model_kind", ""), path=a.get("path", ""),
-            size_on_disk_bytes=a.get("size_on_disk_bytes"), weight_bits=nominal, level=level or f"w{nominal}",
+            size_on_disk_bytes=a.get("size_on_disk_bytes"), weight_bits=nominal, level=level or nominal_level(nominal),
             scheme=f"{a['method']} {level}" if level else "", fallback=a.get("fallback"),
         )
     by_model = defaultdict(list)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig
-from report.collect import bits_text, size_label
+from report.collect import bits_text, nominal_level, size_label
 from report.tables import group as group_text
 
 TIER_COLOURS = {"negligible": "#1a9850", "acceptable": "#a6d96a", "concerning": "#fdae61",
@@ -86,7 +86,7 @@ def map_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
     out = []
     for c in columns.itertuples():
         name = c.scheme
-        if c.level != f"w{c.nominal}":  # a level that is not a bit width: say its effective bits
+        if c.level != nominal_level(c.nominal):  # a level that is not a bit width: say its effective bits
             spread = bits_text(c.low) if c.low == c.high else f"{bits_text(c.low)}–{bits_text(c.high)}"
             name = f"{c.scheme} ({spread} bpw)"
         out.append((c.scheme, name))
@@ -140,7 +140,7 @@ def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:
         ax.set_ylim(low - 2, high + 2)
         widths = sorted(set(rows[rows.method == method].bits), reverse=True)
         if not named:  # nominal bit widths: one tick each
-            ax.set_xticks(widths, [f"w{bits_text(b)}" for b in widths])
+            ax.set_xticks(widths, [nominal_level(b) for b in widths])
         ax.set_xlim(max(widths) + 0.5, min(widths) - 0.5)
         ax.set_xlabel("bits per weight (effective)" if named else "bits")
         ax.set_title(method, fontsize=10)
@@ -161,7 +161,7 @@ def curve_lines(rows: pd.DataFrame) -> list[dict]:
     lines = []
     for (model, group), line in rows.groupby(["model", "group"], dropna=False, sort=True):
         line = line.sort_values(["bits", "label"], ascending=[False, True])
-        levels = [lvl if lvl != f"w{bits_text(nominal)}" else "" for lvl, nominal in
+        levels = [lvl if lvl != nominal_level(nominal) else "" for lvl, nominal in
                   zip(line.get("level", [""] * len(line)), line.get("weight_bits", line.bits), strict=True)]
         lines.append({"name": f"{model}" + ("" if pd.isna(group) else f" group {group_text(group)}"),
                       "model": model, "labels": list(line.label), "levels": levels,

@@ -33,7 +33,7 @@ import pandas as pd
 
 from configs.report_schema import AT_FLOOR, INCONCLUSIVE, TIERS, ReportConfig, TierConfig
 from report import stats
-from report.collect import step_text
+from report.collect import nominal_level, step_text
 
 BASELINE = "baseline"
 
@@ -209,8 +209,7 @@ def cliffs(variants: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     `variants`: one row per variant with model, size_b, method, bits, level, group, label,
     is_baseline, tier, tier_metric, tier_delta_pp and tier_ci_high_pp (its verdict).
     """
-    if "level" not in variants:
-        variants = variants.assign(level=[f"w{b}" for b in variants.bits])
+    variants = _with_levels(variants)
     below = cfg.cliff.below_pp if cfg.cliff.below_pp is not None else cfg.tiers.concerning
     rows = []
     quantized = variants[~variants.is_baseline & variants.tier.notna()]
@@ -245,6 +244,13 @@ def cliffs(variants: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _with_levels(variants: pd.DataFrame) -> pd.DataFrame:
+    """`variants` with a level per row (frames built without one: each bit width's own)."""
+    if "level" in variants:
+        return variants
+    return variants.assign(level=[nominal_level(b) for b in variants.bits])
+
+
 @dataclass(frozen=True)
 class _Step:
     label: str
@@ -271,8 +277,7 @@ def viability_thresholds(variants: pd.DataFrame, viable: str) -> pd.DataFrame:
     mean effective bits per weight over the models): the smallest model size from which it
     is viable at every larger tested size ("all" when viable at every size tested)."""
     rows = []
-    if "level" not in variants:
-        variants = variants.assign(level=[f"w{b}" for b in variants.bits])
+    variants = _with_levels(variants)
     quantized = variants[~variants.is_baseline & variants.tier.notna() & variants.size_b.notna()]
     for (method, group, level), cells in quantized.groupby(["method", "group", "level"], dropna=False, sort=True):
         cells = cells.assign(ok=[is_viable(t, viable) for t in cells.tier],
