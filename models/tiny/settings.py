@@ -71,7 +71,7 @@ class TrainSettings:
     plateau_window: int = 6  # evaluations per window
     min_gain: float = 0.01
     min_plateau_steps: int = 3000
-    max_stable_steps: int = 5000  # a safety cap
+    max_stable_steps: int = 12000  # a safety cap
     decay_fraction: float = 0.2
     min_decay_steps: int = 200
     weight_decay: float = 0.01
