@@ -34,8 +34,11 @@ def reference_distribution(model, tokenizer, prompts: list[str], *, top_k: int, 
     return reference
 
 
-def kl_to_reference(model, tokenizer, prompts: list[str], reference: list[dict], *, max_tokens: int) -> dict:
-    """KL(baseline || model) per position, averaged per prompt; plus top-1 agreement."""
+def kl_to_reference(model, tokenizer, prompts: list[str], reference: list[dict], *,
+                    max_tokens: int) -> tuple[dict, list[dict]]:
+    """KL(baseline || model) per position, averaged per prompt; plus top-1 agreement.
+    Returns the metrics over all prompts and one row per prompt (its KL and agreement, in
+    the order of `prompts`), which the report pairs across variants."""
     import torch
 
     per_prompt, agreement = [], []
@@ -47,8 +50,9 @@ def kl_to_reference(model, tokenizer, prompts: list[str], reference: list[dict],
         per_prompt.append(float(kl.clamp(min=0).mean()))
         agreement.append(float((logprobs.argmax(-1) == ref["ids"][:, 0]).float().mean()))
     mean, stderr = mean_and_stderr(per_prompt)
-    return {"kl_divergence": mean, "kl_divergence_stderr": stderr, "top1_agreement": sum(agreement) / len(agreement),
-            "n_prompts": len(per_prompt)}
+    metrics = {"kl_divergence": mean, "kl_divergence_stderr": stderr,
+               "top1_agreement": sum(agreement) / len(agreement), "n_prompts": len(per_prompt)}
+    return metrics, [{"kl_divergence": kl, "top1_agreement": top1} for kl, top1 in zip(per_prompt, agreement)]
 
 
 def _next_token_logprobs(model, tokenizer, prompts: list[str], max_tokens: int):

@@ -101,7 +101,9 @@ def plan_records(job: EvalRunConfig, artifact: Path, manifest: dict, data_files:
                  "device": job.device}
         plans.append(_planned(job, manifest, "speed", {"task": "speed", **speed}))
     if not _is_baseline(manifest) and find_baseline(job, artifact, manifest) is not None:
-        kl = {"task": "kl_divergence", **dataclasses.asdict(job.diagnostics), "prompts_from": plans[0].settings}
+        # "rows": records since they keep one row per prompt; older KL records are measured again
+        kl = {"task": "kl_divergence", "rows": "per_prompt", **dataclasses.asdict(job.diagnostics),
+              "prompts_from": plans[0].settings}
         plans.append(_planned(job, manifest, "kl_divergence", kl))
     return plans
 
@@ -299,7 +301,7 @@ def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
 def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]) -> None:
     """KL against the baseline's reference distribution, created on first use."""
     settings = ctx.job.diagnostics
-    prompts = _kl_prompts(ctx, planned)
+    doc_ids, prompts = _kl_prompts(ctx, planned)
     base_manifest = read_manifest(ctx.baseline)
     prompts_key = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:12]
     path = Path(ctx.job.results_dir) / "cache" / f"kl-reference-{base_manifest['fingerprint'][:16]}-{prompts_key}-k{settings.kl_top_k}.pt"
@@ -310,20 +312,23 @@ def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]
                                                        max_tokens=settings.kl_max_tokens)
         del base_model
         diagnostics.save_reference(path, reference)
-    metrics = diagnostics.kl_to_reference(ctx.model, ctx.tokenizer, prompts, reference, max_tokens=settings.kl_max_tokens)
+    metrics, per_prompt = diagnostics.kl_to_reference(ctx.model, ctx.tokenizer, prompts, reference,
+                                                      max_tokens=settings.kl_max_tokens)
     record = _record(ctx, plan, metrics, n=metrics["n_prompts"], seconds=0.0)
     record["baseline"] = {"baseline_artifact": str(ctx.baseline), "baseline_fingerprint": base_manifest["fingerprint"]}
-    store.write_record(plan.folder, record, [], replace=plan.folder in ctx.damaged)
+    samples = [{"doc_id": doc, "task": planned[0].task, **row} for doc, row in zip(doc_ids, per_prompt)]
+    store.write_record(plan.folder, record, samples, replace=plan.folder in ctx.damaged)
 
 
-def _kl_prompts(ctx: _Context, planned: list[PlannedRecord]) -> list[str]:
-    """The first prompts (with generation) of the first task: the same docs for every variant."""
+def _kl_prompts(ctx: _Context, planned: list[PlannedRecord]) -> tuple[list, list[str]]:
+    """The first prompts (with this variant's generation) of the first task, and their doc
+    ids: the same docs for every variant."""
     first = planned[0]
     rows = store.read_samples(first.folder) if store.find_record(first.folder) else []
-    prompts = [row["prompt"] + row.get("generation", "") for row in rows if "prompt" in row]
-    if not prompts:
+    rows = [row for row in rows if "prompt" in row][: ctx.job.diagnostics.kl_prompts]
+    if not rows:
         raise ConfigError(f"KL divergence needs a generation task first in eval.tasks (got {first.task!r})")
-    return prompts[: ctx.job.diagnostics.kl_prompts]
+    return [row.get("doc_id") for row in rows], [row["prompt"] + row.get("generation", "") for row in rows]
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -103,6 +103,18 @@ class Collection:
                 out[doc] = float(value)
         return out
 
+    def kl_by_prompt(self, key: str) -> dict:
+        """(task, doc_id) -> the variant's KL on that prompt; {} where its KL record keeps
+        no per-prompt rows (records written before they were kept)."""
+        entry = self.kl.get(key)
+        if entry is None:
+            return {}
+        if ("kl", key) not in self._samples:
+            rows = store.read_samples(entry.folder)
+            self._samples[("kl", key)] = {(row.get("task"), row["doc_id"]): float(row["kl_divergence"])
+                                          for row in rows if "doc_id" in row and "kl_divergence" in row}
+        return self._samples[("kl", key)]
+
     def without(self, records: set) -> "Collection":
         """The same collection less some (variant key, task) quality records."""
         kept = {slot: entry for slot, entry in self.quality.items() if slot not in records}

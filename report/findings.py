@@ -124,7 +124,8 @@ def _methods(best: pd.DataFrame) -> list[str]:
     decided = []
     for row in best.itertuples():
         wins = [f"{name} {getattr(row, column)}" for column, name in
-                (("accuracy", "accuracy:"), ("format", "format:"), ("changed", "closest to the baseline:"))
+                (("accuracy", "accuracy:"), ("format", "format:"), ("changed", "closest to the baseline:"),
+                 ("kl", "lowest KL:"))
                 if getattr(row, column) != NO_DIFFERENCE]
         if wins:
             decided.append(f"{row.model} w{row.bits} ({'; '.join(wins)})")

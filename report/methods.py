@@ -5,8 +5,11 @@ Every pair of variants of different methods is compared on the same samples, pai
   the score interval of the difference, second method minus first);
 - changed generations over every task: per sample, whether the variant wrote exactly the
   baseline's text; a distribution metric that separates methods where accuracy cannot
-  (and speaks on tasks at the floor). The records hold KL and top-1 agreement only as
-  aggregates over their prompts, so they are shown, not tested.
+  (and speaks on tasks at the floor);
+- KL from the baseline per prompt (the first prompts of the first task, each continued
+  with the variant's own generation), lower is closer: Wilcoxon's signed-rank test of the
+  paired per-prompt values and its Hodges-Lehmann shift, when both KL records keep them
+  and measure against the same baseline with the same settings; top-1 agreement is shown.
 All p-values of the table are one family, corrected with `stats.correction`. The best
 method at a bit width, per metric, is the one significantly better than every other
 method there; otherwise "no difference detected" (or which pairs do differ).
@@ -24,7 +27,8 @@ from report import stats
 from report.collect import Collection
 from report.floors import tiered_tasks
 
-METRICS = {"accuracy": "accuracy", "format": "format", "changed": "changed generations"}
+METRICS = {"accuracy": "accuracy", "format": "format", "changed": "changed generations", "kl": "KL"}
+LOWER_IS_BETTER = ("changed", "kl")
 NO_DIFFERENCE = "no difference detected"
 
 
@@ -80,7 +84,26 @@ def _pair(collection: Collection, floors: dict, cfg: ReportConfig, a, b) -> dict
         kl = collection.kl.get(v.key)
         metrics = (kl.record.get("metrics") or {}) if kl else {}
         row[f"kl_{side}"], row[f"top1_{side}"] = metrics.get("kl_divergence"), metrics.get("top1_agreement")
-    return row
+    return {**row, **_kl_test(collection, a, b)}
+
+
+def _kl_test(collection: Collection, a, b) -> dict:
+    """The paired test of per-prompt KL (lower is closer to the baseline)."""
+    kl_a, kl_b = collection.kl_by_prompt(a.key), collection.kl_by_prompt(b.key)
+    prompts = sorted(kl_a.keys() & kl_b.keys(), key=str) if _same_measurement(collection, a, b) else []
+    p_value, shift = stats.signed_rank_test([kl_a[k] for k in prompts], [kl_b[k] for k in prompts])
+    return {"kl_n": len(prompts), "kl_delta": shift, "p_kl": p_value}
+
+
+def _same_measurement(collection: Collection, a, b) -> bool:
+    """Both KL records measure against the same baseline with the same settings (prompts,
+    top-k, tokens): only then are their per-prompt values paired."""
+    def identity(v):
+        record = collection.kl[v.key].record
+        return (record.get("baseline") or {}).get("baseline_fingerprint"), record.get("settings_fingerprint")
+
+    return (a.key in collection.kl and b.key in collection.kl and None not in identity(a)
+            and identity(a) == identity(b))
 
 
 def _kept(collection: Collection, variant) -> dict:
@@ -104,16 +127,22 @@ def _winner(row, metric: str, alpha: float):
     """The label that is significantly better on `metric` in this pair, or None."""
     if not row[f"p_{metric}_adj"] < alpha:
         return None
-    b_higher = row[f"{metric}_delta_pp"] > 0
-    better_is_higher = metric != "changed"
-    return row.label_b if b_higher == better_is_higher else row.label_a
+    delta = row["kl_delta" if metric == "kl" else f"{metric}_delta_pp"]
+    if not delta:  # no direction to name (a shift of exactly 0)
+        return None
+    return row.label_a if (delta > 0) == (metric in LOWER_IS_BETTER) else row.label_b
 
 
 def _verdict(row, alpha: float) -> str:
     parts = []
     for metric, name in METRICS.items():
         winner = _winner(row, metric, alpha)
-        if winner is not None:
+        if winner is None:
+            continue
+        if metric == "kl":
+            parts.append(f"KL: {winner} closer (shift B − A {row.kl_delta:+.3g} over {row.kl_n} prompts, "
+                         "signed-rank)")
+        else:
             parts.append(f"{name}: {winner} better ({row[f'{metric}_delta_pp']:+.1f} pp "
                          f"[{row[f'{metric}_ci_low_pp']:+.1f}, {row[f'{metric}_ci_high_pp']:+.1f}])")
     return "; ".join(parts) or NO_DIFFERENCE

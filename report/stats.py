@@ -22,6 +22,9 @@ two accuracies as if they came from different samples.
 - Significance of a change: McNemar's test on the discordant pairs (gained: reference
   wrong, variant right; lost: the reverse), via statsmodels: the exact binomial test below
   `exact_below` discordant pairs, else the chi-square test with continuity correction.
+- Continuous paired values (per-prompt KL of two methods): Wilcoxon's signed-rank test
+  (scipy) and the Hodges-Lehmann shift (`signed_rank_test`). The test rejects on any
+  asymmetry of the differences around 0; the shift's sign says which way.
 - Multiple comparisons: `adjust` wraps statsmodels' `multipletests` (Holm by default).
 - Minimum detectable effect and pairs needed: Connor's (1987) normal approximation for a
   paired test at `alpha` with probability `power`, sqrt(n) |d - b| = z_{1-alpha/2}
@@ -148,6 +151,31 @@ def mcnemar_test(gained: int, lost: int, *, exact_below: int = 25) -> tuple[floa
     table = [[0, lost], [gained, 0]]  # concordant cells do not enter the statistic
     result = mcnemar(table, exact=exact, correction=True)
     return float(result.pvalue), "exact" if exact else "chi2"
+
+
+def signed_rank_test(reference, variant) -> tuple[float, float]:
+    """Wilcoxon's signed-rank test of paired continuous values (per-prompt KL), via scipy,
+    and its shift estimate (Hodges-Lehmann: the median of the pairwise means of the
+    differences, variant - reference), whose sign is the direction the test sees. A value
+    that is not a number (a broken variant's logits) counts as the largest; p is nan with
+    no pairs, 1 when no pair differs."""
+    differences = _paired_differences(reference, variant)
+    if differences.size == 0:
+        return math.nan, math.nan
+    if not differences.any():
+        return 1.0, 0.0
+    walsh = np.add.outer(differences, differences)[np.triu_indices(differences.size)] / 2
+    with np.errstate(invalid="ignore"):
+        shift = float(np.median(walsh))
+    return float(stats.wilcoxon(differences, zero_method="wilcox").pvalue), shift
+
+
+def _paired_differences(reference, variant) -> np.ndarray:
+    a, b = (np.nan_to_num(np.asarray(x, dtype=float), nan=np.inf) for x in (reference, variant))
+    with np.errstate(invalid="ignore"):
+        differences = b - a
+    differences[np.isinf(a) & np.isinf(b)] = 0.0  # both undefined: no difference seen
+    return differences
 
 
 def adjust(p_values, method: str = "holm") -> np.ndarray:

@@ -181,20 +181,22 @@ def method_pairs_table(pairs: pd.DataFrame, cfg: ReportConfig) -> Table:
             ("p format", col("p_format_adj", pval)), ("Changed A / B", side("changed")),
             (f"Δ changed pp [{ci}]", with_interval("changed_delta_pp", "changed_ci_low_pp", "changed_ci_high_pp")),
             ("p changed", col("p_changed_adj", pval)), ("KL A / B", side("kl", lambda x: num(x, 4))),
-            ("Verdict", col("verdict"))]
+            ("p KL", col("p_kl_adj", pval)), ("Verdict", col("verdict"))]
     return Table("method_pairs", "Method against method (B − A, paired)", pairs, _view(pairs, spec),
                  note=f"Same model, bits and group; accuracy and format over the tasks above the floor, changed "
                       f"generations (differs from the baseline's text) over every task. McNemar p-values, "
                       f"{cfg.stats.correction}-corrected over the whole table; the verdict follows them (the intervals "
                       "are not adjusted, and with few discordant pairs one can exclude 0 where the exact test does "
-                      "not reject). KL is an aggregate per variant (the records keep no per-prompt values), shown but "
-                      "not tested.")
+                      "not reject). KL: the mean over each variant's prompts, tested with Wilcoxon's signed-rank test "
+                      "on the per-prompt values both records keep (blank p where they keep none, or measure against "
+                      "another baseline or with other KL settings).")
 
 
 def best_methods_table(best: pd.DataFrame) -> Table:
     spec = [("Model", col("model")), ("Size", col("size_b", size_label)), ("Bits", col("bits")),
             ("Group", col("group", group)), ("Methods", col("methods")), ("Best on accuracy", col("accuracy")),
-            ("Best on format", col("format")), ("Closest to the baseline", col("changed"))]
+            ("Best on format", col("format")), ("Closest to the baseline", col("changed")),
+            ("Lowest KL", col("kl"))]
     return Table("best_methods", "Best method at this bit width", best, _view(best, spec),
                  note="The method significantly better than every other method at the same model, bits and group; "
                       "'no difference detected' where no pair differs after correction.")

@@ -73,7 +73,15 @@ def test_every_task_gets_a_record_with_its_samples(lab):
     speed = found["speed"]["speed"]
     assert speed["by_batch"]["1"]["decode_tokens_per_s"] > 0 and speed["peak_memory_bytes"] > 0
     assert set(speed["by_batch"]) == {"1", "12"}
-    assert 0.0 <= found["kl_divergence"]["metrics"]["kl_divergence"] < 50
+    kl = found["kl_divergence"]
+    assert 0.0 <= kl["metrics"]["kl_divergence"] < 50
+    rows = store.read_samples(store.record_folder(lab["results"], kl["artifact"]["fingerprint"], "kl_divergence",
+                                                  kl["settings_fingerprint"]))
+    first_task = [s["doc_id"] for s in store.read_samples(store.record_folder(
+        lab["results"], kl["artifact"]["fingerprint"], "tiny_arc", found["tiny_arc"]["settings_fingerprint"]))]
+    assert len(rows) == kl["metrics"]["n_prompts"] > 0  # one row per prompt: the report pairs them across methods
+    assert [r["doc_id"] for r in rows] == first_task[:len(rows)] and {r["task"] for r in rows} == {"tiny_arc"}
+    assert sum(r["kl_divergence"] for r in rows) / len(rows) == pytest.approx(kl["metrics"]["kl_divergence"])
 
 
 def test_the_baseline_is_evaluated_first_and_variants_are_paired_with_it(lab):

@@ -121,12 +121,23 @@ def write_speed(results_dir: Path, spec: Spec, *, device: str = "cuda:0") -> Pat
     return store.write_record(store.record_folder(results_dir, spec.fingerprint, "speed", "speed-settings"), record, [])
 
 
-def write_kl(results_dir: Path, spec: Spec) -> Path:
+KL_PROMPTS = 20
+
+
+def write_kl(results_dir: Path, spec: Spec, baseline: Optional[Spec] = None, *, per_prompt: bool = True,
+             settings: str = SETTINGS) -> Path:
+    """A kl_divergence record of KL_PROMPTS prompts of "math": per-prompt KL rising
+    linearly from kl/2 to 3 kl/2 (mean kl), as `evaluate run` writes them."""
     kl, top1 = spec.kl
-    record = _record(spec, "kl_divergence", 4, {"kl_divergence": kl, "kl_divergence_stderr": kl / 10,
-                                                "top1_agreement": top1, "n_prompts": 4})
-    return store.write_record(store.record_folder(results_dir, spec.fingerprint, "kl_divergence", "kl-settings"),
-                              record, [])
+    record = _record(spec, "kl_divergence", KL_PROMPTS, {"kl_divergence": kl, "kl_divergence_stderr": kl / 10,
+                                                         "top1_agreement": top1, "n_prompts": KL_PROMPTS})
+    record["settings_fingerprint"] = settings
+    if baseline is not None:
+        record["baseline"] = {"baseline_artifact": "fixture", "baseline_fingerprint": baseline.fingerprint}
+    rows = [{"doc_id": i, "task": "math", "kl_divergence": kl * (0.5 + i / (KL_PROMPTS - 1)), "top1_agreement": top1}
+            for i in range(KL_PROMPTS)] if per_prompt else []
+    return store.write_record(store.record_folder(results_dir, spec.fingerprint, "kl_divergence", settings),
+                              record, rows)
 
 
 def write_store(results_dir: Path, specs: list[Spec], tasks: dict[str, tuple]) -> Path:
@@ -139,7 +150,7 @@ def write_store(results_dir: Path, specs: list[Spec], tasks: dict[str, tuple]) -
         if spec.decode_tps:
             write_speed(results_dir, spec)
         if spec.kl:
-            write_kl(results_dir, spec)
+            write_kl(results_dir, spec, baselines.get(spec.model))
     return results_dir
 
 
