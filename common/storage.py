@@ -56,6 +56,56 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+REMEMBER_FROM_BYTES = 64 << 20  # smaller files are quicker to hash than to look up
+HASH_NOTES = "file-hashes"  # cache_root()/<this>/<hash of the real path>.json
+
+
+def remembered_sha256(path: Path) -> str:
+    """`file_sha256`, remembered in the lab cache for a large file and read again only once
+    the file changed: a 7B checkpoint or its GGUF is not re-read for every level quantized
+    from it. Changed means another real path, device, inode, size, mtime or ctime (which no
+    tool can set back: a write, chmod or rename changes it); a digest is kept only if the
+    file did not change while it was read. In-place damage that keeps all of these (bit
+    rot) goes unnoticed."""
+    if Path(path).stat().st_size < REMEMBER_FROM_BYTES:
+        return file_sha256(path)
+    note, before = _hash_note(path)
+    try:
+        saved = json.loads(note.read_text())
+        if saved["stamp"] == before:
+            return saved["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: hash again
+        pass
+    digest = file_sha256(path)
+    if _hash_note(path)[1] == before:  # else it changed while being read: do not remember a mix
+        _write_note(note, before, digest)
+    return digest
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Note `digest` as the sha256 of the file now at `path` (just written by the caller)."""
+    try:
+        if Path(path).stat().st_size >= REMEMBER_FROM_BYTES:
+            _write_note(*_hash_note(path), digest)
+    except OSError as error:  # remembering only saves time
+        log.debug("could not remember the sha256 of %s: %s", path, error)
+
+
+def _hash_note(path: Path) -> tuple[Path, dict]:
+    real = Path(os.path.realpath(path))
+    stat = real.stat()
+    stamp = {"path": str(real), "device": stat.st_dev, "inode": stat.st_ino, "bytes": stat.st_size,
+             "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
+    return cache_root() / HASH_NOTES / f"{hashlib.sha256(str(real).encode()).hexdigest()[:32]}.json", stamp
+
+
+def _write_note(note: Path, stamp: dict, digest: str) -> None:
+    try:
+        write_json_atomic(note, {"stamp": stamp, "sha256": digest})
+    except (OSError, LabError) as error:  # remembering only saves time
+        log.debug("could not remember a sha256 in %s: %s", note, error)
+
+
 def fingerprint(payload: dict) -> str:
     """A stable hash of everything that determines an artifact's weights."""
     canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
@@ -359,11 +409,17 @@ def _remove_dead_staging(final: Path) -> None:
 @contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing) for the block: one
-    process at a time does what it guards (flock: released by the kernel if the holder dies)."""
+    process at a time does what it guards (flock: released by the kernel if the holder dies).
+    A process that has to wait says so once, naming the lock."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for %s: another process holds it (it is doing the same work; this one will "
+                     "reuse its result)", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

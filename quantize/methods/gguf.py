@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from common.storage import (cache_root, exclusive_lock, file_sha256, fingerprint, folder_problem, publish, read_manifest,
-                            staging_folder)
+                            remember_sha256, remembered_sha256, staging_folder)
 from configs.errors import ConfigError, choices_error
 from models.gguf import FLOAT_TYPES, bits_per_weight, tensor_table
 from models.loading import OncePerMessage, load_tokenizer
@@ -211,8 +211,10 @@ def converted_source(source_dir: Path, outtype: str) -> Path:
 
     Published like an artifact (staging folder, manifest last, one rename); a lock per
     conversion makes a concurrent level wait for the first one's file instead of converting
-    again; a cached folder whose file is truncated, damaged or not what its manifest's
-    sha256 says is converted again."""
+    again; a cached folder whose file is truncated, or changed since it was written (its
+    sha256, remembered by `remembered_sha256` until the file's size, times or inode change,
+    is not its manifest's), is converted again. The checkpoint's files are hashed the same
+    way, so a 7B checkpoint is read once, not for every level."""
     inputs = conversion_inputs(source_dir, outtype)
     key = fingerprint(inputs)
     final = cache_root() / CONVERSIONS / key[:16]
@@ -227,8 +229,10 @@ def converted_source(source_dir: Path, outtype: str) -> Path:
         log.info("converting %s to a %s GGUF with llama.cpp's converter (once, cached in %s)", source_dir, outtype, final)
         with staging_folder(final) as staging:
             convert(source_dir, staging / name, outtype)
-            publish(staging, final, {"conversion": key, "inputs": inputs, "sha256": {name: file_sha256(staging / name)}},
-                    replace=True)
+            digest = file_sha256(staging / name)
+            # replace=True: the folder published is this one, so `digest` is its file's
+            publish(staging, final, {"conversion": key, "inputs": inputs, "sha256": {name: digest}}, replace=True)
+            remember_sha256(final / name, digest)  # the next level checks it without reading it again
     return final / name
 
 
@@ -243,11 +247,12 @@ def conversion_inputs(source_dir: Path, outtype: str) -> dict:
 
 def _content_id(path: Path) -> str:
     """A file's sha256; for a Hugging Face cache snapshot's link, its blob's name (the
-    sha256 of an LFS file, the git hash of a small one), without reading the file."""
+    sha256 of an LFS file, the git hash of a small one), without reading the file; a large
+    file's is read once and remembered until it changes."""
     real = Path(os.path.realpath(path))
     if path.is_symlink() and real.parent.name == "blobs":
         return f"blob:{real.name}"
-    return file_sha256(path)
+    return remembered_sha256(path)
 
 
 def _conversion_problem(folder: Path, name: str, key: str) -> Optional[str]:
@@ -257,7 +262,7 @@ def _conversion_problem(folder: Path, name: str, key: str) -> Optional[str]:
     manifest = read_manifest(folder)
     if manifest.get("conversion") != key or name not in manifest.get("sha256", {}):
         return f"its manifest is for another conversion ({json.dumps(manifest.get('conversion'))})"
-    if file_sha256(folder / name) != manifest["sha256"][name]:
+    if remembered_sha256(folder / name) != manifest["sha256"][name]:
         return f"{name} does not match the sha256 in its manifest"
     return None
 

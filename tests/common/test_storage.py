@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
+import common.storage as storage
 from common.storage import (MANIFEST, DiskFull, check_manifest, ensure_writable_dir, fingerprint, folder_problem,
                             is_disk_full, publish, read_manifest, replace_atomically, scratch_folder, staging_folder)
 from configs.errors import ConfigError
@@ -233,3 +237,49 @@ def test_torch_short_writes_count_as_a_full_disk_only_when_the_disk_is_full(tmp_
     monkeypatch.setattr(storage, "_free_bytes", lambda folder: 10 << 30)
     assert not is_disk_full(error, tmp_path)
     assert is_disk_full(RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"))
+
+
+def test_a_large_files_sha256_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("QLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(storage, "REMEMBER_FROM_BYTES", 1024)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(os.urandom(4096))
+    assert storage.remembered_sha256(weights) == storage.file_sha256(weights)
+    storage.remember_sha256(weights, "0" * 64)  # a note the lookup must return without reading the file
+    assert storage.remembered_sha256(weights) == "0" * 64
+    weights.write_bytes(os.urandom(4096))  # same size, new mtime: read again
+    assert storage.remembered_sha256(weights) == storage.file_sha256(weights)
+    stamp = os.stat(weights)
+    storage.remember_sha256(weights, "1" * 64)
+    weights.write_bytes(os.urandom(4096))  # replaced in place, its mtime set back (cp -p): ctime still moves
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert os.stat(weights).st_mtime_ns == stamp.st_mtime_ns and os.stat(weights).st_size == stamp.st_size
+    assert storage.remembered_sha256(weights) == storage.file_sha256(weights)
+    small = tmp_path / "config.json"
+    small.write_text("{}")
+    storage.remember_sha256(small, "2" * 64)  # small files are always hashed
+    storage.remember_sha256(tmp_path / "gone.safetensors", "3" * 64)  # vanished meanwhile: nothing to remember, no error
+    assert storage.remembered_sha256(small) == storage.file_sha256(small)
+    for note in (tmp_path / "cache" / storage.HASH_NOTES).iterdir():
+        note.write_text("{not json")  # a damaged note: hashed again, no error
+    assert storage.remembered_sha256(weights) == storage.file_sha256(weights)
+
+
+def test_a_process_waiting_for_a_lock_says_so_once_and_gets_it(tmp_path, caplog):
+    lock = tmp_path / "work.lock"
+    entered = threading.Event()
+
+    def second() -> None:
+        with storage.exclusive_lock(lock):
+            entered.set()
+
+    with caplog.at_level(logging.INFO, logger="common.storage"), storage.exclusive_lock(lock):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        for _ in range(100):
+            if "waiting for" in caplog.text:
+                break
+            time.sleep(0.05)
+        assert not entered.is_set()  # held here: the other one waits
+    waiter.join(timeout=10)
+    assert entered.is_set() and caplog.text.count(f"waiting for {lock}") == 1
