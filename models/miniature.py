@@ -38,7 +38,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.storage import cache_root
+from common.storage import cache_root, exclusive_lock, staging_folder
 from models import tiny
 
 log = logging.getLogger(__name__)
@@ -106,30 +106,34 @@ def ensure_miniature(name: str, architecture: dict[str, Any], *, dtype: str = CH
     root = (Path(cache_dir).expanduser() if cache_dir else cache_root()) / "miniatures" / family.root.name
     folder = root / f"{name}-seed{seed}-{digest}"
     _ensure_data(root, family.root / "data")
-    if not (folder / "config.json").is_file():
-        temporary = root / f".tmp-{folder.name}-{os.getpid()}"
-        try:
-            _build(temporary, config, dtype, seed, tokenizer_dir)
-            if not folder.exists():  # else another process built it meanwhile
-                os.rename(temporary, folder)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-        log.info("miniature %s built: %s", name, folder)
+    if not _is_built(folder):
+        # A staging folder left by a killed build is removed by the next one (staging_folder).
+        with exclusive_lock(root / f".{folder.name}.lock"):
+            if not _is_built(folder):  # else another process built it while this one waited
+                if folder.exists():  # not built by the lab (it renames complete folders only)
+                    log.warning("%s is incomplete (no config.json or weights); building it again", folder)
+                    shutil.rmtree(folder)
+                with staging_folder(folder) as staging:
+                    _build(staging, config, dtype, seed, tokenizer_dir)
+                    os.rename(staging, folder)
+                log.info("miniature %s built: %s", name, folder)
     return folder
+
+
+def _is_built(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
 def _ensure_data(root: Path, source: Path) -> None:
     """A copy of the tiny family's data next to the miniatures (eval=tiny reads it there)."""
-    if (root / "data").is_dir():
+    final = root / "data"
+    if final.is_dir():
         return
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = root / f".tmp-data-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    shutil.copytree(source, temporary)
-    try:
-        os.rename(temporary, root / "data")
-    except OSError:  # another process put it there first
-        shutil.rmtree(temporary, ignore_errors=True)
+    with exclusive_lock(root / ".data.lock"):
+        if not final.exists():
+            with staging_folder(final) as staging:
+                shutil.copytree(source, staging, dirs_exist_ok=True)
+                os.rename(staging, final)
 
 
 def _build(out: Path, fields: dict[str, Any], dtype: str, seed: int, tokenizer_dir: Path) -> None:

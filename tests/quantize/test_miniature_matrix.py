@@ -18,7 +18,10 @@ import hashlib
 import json
 import math
 import os
+import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +125,28 @@ def test_a_miniature_is_deterministic_for_a_seed(tiny_family, tmp_path):
     assert weights_digest(again) == weights_digest(first)
     assert weights_digest(other) != weights_digest(again)
     assert (again.parent / "data" / "tiny_arc.jsonl").is_file()  # eval=tiny works on its artifacts
+
+
+def test_a_build_killed_midway_leaves_nothing_the_next_one_keeps(tiny_family, tmp_path):
+    """A killed build's staging folders (its pid dead) go when the next build runs, and
+    only the finished checkpoint and data stay."""
+    architecture = registered("mini-qwen3").architecture
+    first = ensure_miniature("mini-qwen3", architecture, tiny_profile="quick", cache_dir=tmp_path)
+    root, host = first.parent, socket.gethostname()
+    shutil.rmtree(first)
+    shutil.rmtree(root / "data")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    left = [root / f".{first.name}.tmp-{host}-{dead}-0000abcd", root / f".data.tmp-{host}-{dead}-0000abcd"]
+    for folder in left:
+        folder.mkdir()
+        (folder / "config.json").write_text("{")  # half-written
+    again = ensure_miniature("mini-qwen3", architecture, tiny_profile="quick", cache_dir=tmp_path)
+    assert again == first and (again / "model.safetensors").is_file()
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == ["data", first.name]
+    (again / "model.safetensors").unlink()  # a folder not left by the lab, without its weights: built again
+    assert (ensure_miniature("mini-qwen3", architecture, tiny_profile="quick", cache_dir=tmp_path)
+            / "model.safetensors").is_file()
 
 
 @pytest.mark.slow  # starts every environment's interpreter (~1 min)
