@@ -1,12 +1,14 @@
 """sweep_workers: a sweep on long-lived cell workers vs one fresh process per cell.
 
     python -m benchmarks.sweep_workers                      # the default sweep (sweep=demo, 63 cells)
-    python -m benchmarks.sweep_workers --slice demo         # the demo's 20-cell slice (scripts/demo.sh)
+    python -m benchmarks.sweep_workers --slice demo         # the demo's 26-cell slice (scripts/demo.sh)
     python -m benchmarks.sweep_workers --repeats 2 --max-parallel 2 [sweep overrides ...]
 
 Two arms, interleaved (workers, process per cell, workers, ...), each run a complete sweep
-into a fresh folder (nothing reused), `launcher.max_parallel` cells at a time, with
-report=false (the report is built once either way):
+into a fresh folder and a fresh lab cache (nothing reused: artifacts, records, GGUF
+conversions, calibration sets), `launcher.max_parallel` cells at a time, with report=false
+(the report is built once either way). The demo slice's GGUF cells need `.venv-gguf`
+(`bash scripts/setup.sh gguf`):
 
 - workers: the default local launcher (a worker per slot runs cell after cell);
 - process_per_cell: `launcher.cells_per_worker=1`, a fresh process per cell, as before.
@@ -39,9 +41,9 @@ SUMMARY = re.compile(r"sweep (?P<name>\S+): (?P<done>\d+) done, (?P<reused>\d+) 
                      r"(?P<pending>\d+) pending")
 SLICES = {
     "default": [],  # sweep=demo as configured: the tiny family x every main-environment method x 8/4/3/2 bits
-    "demo": ["sweep.name=demo-cpu", "sweep.models=[tiny-s,tiny-m]",  # scripts/demo.sh's slice
+    "demo": ["sweep.name=demo-cpu", "sweep.models=[tiny-s,tiny-l]", 'sweep.eval_overrides=["eval.limit=300"]',
              "sweep.methods=[{method: rtn, bits: [8, 4, 3, 2]}, {method: gptq, bits: [4, 3]}, {method: hqq, bits: [4, 2]},"
-             " {method: bnb_nf4}]"],
+             " {method: bnb_nf4}, {method: gguf, types: [Q8_0, Q4_K_M, Q2_K]}]"],  # scripts/demo.sh's (a test checks)
 }
 ARMS = {"workers": [], "process_per_cell": ["launcher.cells_per_worker=1"]}
 
@@ -67,8 +69,9 @@ def main(argv=None) -> int:
         def run(r: int) -> Measurement:
             root = work / f"{name}-{r}"
             paths = [f"output_dir={root / 'artifacts'}", f"results_dir={root / 'results'}", f"sweeps_dir={root / 'sweeps'}"]
+            # Its own lab cache too: the GGUF conversions and calibration sets are made by each run.
             p = run_timed([*python_cmd(), "-m", "evaluate", "sweep", *base, *ARMS[name], *paths],
-                          env={"OMP_NUM_THREADS": args.threads}, check=False)
+                          env={"OMP_NUM_THREADS": args.threads, "QLAB_CACHE": str(root / "cache")}, check=False)
             summary = _summary(p.stdout)
             if p.returncode != 0 or summary["failed"] or summary["pending"] or summary["reused"]:
                 raise SystemExit(f"{name} round {r}: the sweep did not finish every cell fresh ({summary}, exit "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from benchmarks.eval_overhead import compare_scores
 from benchmarks.quantize_overhead import importtime_profile
 from benchmarks.summarize import BEGIN, END, render, update_docs
 from benchmarks.sweep_rerun import parse_dry_run, parse_summary, sweep_overrides
+from benchmarks.sweep_workers import SLICES
 
 
 def test_median_ratio_and_summary():
@@ -150,3 +153,11 @@ def test_audit_run_records_weight_opens_subprocesses_and_loading_modules(tmp_pat
     assert quiet.returncode == 0
     assert json.loads((tmp_path / "quiet.json").read_text()) == {
         "weight_files_opened": [], "subprocesses": [], "loading_modules_imported": []}
+
+
+def test_the_sweep_workers_demo_slice_is_the_demos_sweep():
+    """benchmarks.sweep_workers --slice demo times what `bash scripts/demo.sh` runs."""
+    demo = (Path(__file__).resolve().parents[2] / "scripts" / "demo.sh").read_text()
+    [command] = [shlex.split(line, comments=True) for line in demo.replace("\\\n", " ").splitlines()
+                 if "-m evaluate sweep" in line and not line.lstrip().startswith("#")]
+    assert sorted(a for a in command if a.startswith("sweep.")) == sorted(SLICES["demo"])
