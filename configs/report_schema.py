@@ -155,7 +155,9 @@ class GateConfig:
 
     min_recovery: Optional[float] = None  # e.g. 0.95; null: no gate
     per_task: bool = False  # false: pooled recovery; true: every task must pass
-    fail_on_suspect: bool = False  # also fail when a baseline-gate warning (suspect pipeline) exists
+    # a suspect pipeline (a record's own baseline gate, a baseline at its floor with well-formed
+    # answers, a model all at the floor) fails the gate: null = whenever min_recovery is set
+    fail_on_suspect: Optional[bool] = None
 
     def validate(self) -> None:
         if self.min_recovery is not None and not 0 < self.min_recovery <= 2:
@@ -163,7 +165,11 @@ class GateConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.min_recovery is not None or self.fail_on_suspect
+        return self.min_recovery is not None or bool(self.fail_on_suspect)
+
+    @property
+    def gates_suspects(self) -> bool:
+        return self.fail_on_suspect if self.fail_on_suspect is not None else self.min_recovery is not None
 
 
 @dataclass

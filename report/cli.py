@@ -27,7 +27,7 @@ common settings:
   tiers.negligible=-3 tiers.acceptable=-5 tiers.concerning=-10  tiers.viable=acceptable
   stats.correction=holm  stats.alpha=0.05  +floor.chance.<task>=0.25  cliff.tier_drop=2
   cost.usd_per_gpu_hour=2.0  decisions.memory_budgets_gb=[4,8,16,24,80]
-  gate.min_recovery=0.95  gate.per_task=true  gate.fail_on_suspect=true   exit 1 under the threshold
+  gate.min_recovery=0.95  gate.per_task=true  gate.fail_on_suspect=false  exit 1 under the threshold or on a suspect pipeline
   --cfg    print the composed config and exit
 """
 

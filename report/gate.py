@@ -2,10 +2,12 @@
 every variant whose recovery (variant accuracy / baseline accuracy, on the primary
 metric) is under the threshold: pooled over the tasks above the model's floor, or per
 task with `gate.per_task=true` (tasks at the floor cannot show a loss and are not
-judged). With `gate.fail_on_suspect=true` a suspect pipeline fails too: a record's own
-baseline gate, a baseline at its floor with well-formed answers, a model whose variants
-are all at the floor. A gate with nothing to judge fails: an empty store, or one where
-every task sits at the floor, must not pass CI.
+judged). A suspect pipeline fails the gate too (a record's own baseline gate, a baseline
+at its floor with well-formed answers, a model whose variants are all at the floor): a
+recovery gate that passed on one model must not hide another model whose run is broken.
+`gate.fail_on_suspect=false` only lists them; `true` gates on them without a recovery
+threshold. A gate with nothing to judge fails: an empty store, or one where every task sits
+at the floor, must not pass CI.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ class GateResult:
     passed: bool = True
     checked: int = 0
     failures: list[str] = field(default_factory=list)
+    ungated_suspects: int = 0
 
     def message(self) -> str:
         if not self.enabled:
             return "gate: off"
         if self.passed:
-            return f"gate: passed ({self.checked} checks)"
+            ungated = (f"; {self.ungated_suspects} suspect-pipeline warnings not gated (gate.fail_on_suspect=false)"
+                       if self.ungated_suspects else "")
+            return f"gate: passed ({self.checked} checks{ungated})"
         return "gate: FAILED\n" + "\n".join(f"  {line}" for line in self.failures)
 
 
@@ -55,8 +60,10 @@ def check(quality: pd.DataFrame, suspects: list[str], gate: GateConfig) -> GateR
         if result.checked == 0:
             result.failures.append("no variant with a baseline to check (is the store empty or filtered away, "
                                    "or is every task at the floor?)")
-    if gate.fail_on_suspect:
+    if gate.gates_suspects:
         result.checked += 1
         result.failures += [f"suspect pipeline: {line}" for line in suspects]
+    else:
+        result.ungated_suspects = len(suspects)
     result.passed = not result.failures
     return result

@@ -46,11 +46,29 @@ def test_gate_per_task_and_suspect_pipeline(tmp_path, capsys):
     write_task(tmp_path, variant, "easy", 10, 10, baseline=base)  # 9/10: 90%
     write_task(tmp_path, Spec(model="m", method="rtn", bits=8, group=32), "hard", 10, 10, baseline=base)
     # pooled: 19/20 = 95% passes 0.95; per task, easy (90%) fails
-    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95") == 0
-    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95", "gate.per_task=true") == 1
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95", "gate.fail_on_suspect=false") == 0
+    assert "1 suspect-pipeline warnings not gated" in capsys.readouterr().out
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95", "gate.per_task=true", "gate.fail_on_suspect=false") == 1
     assert "m rtn-w8a16-g32 on easy: recovery 90.0%" in capsys.readouterr().err
-    assert gate(tmp_path, tmp_path, "gate.fail_on_suspect=true") == 1
-    assert "suspect pipeline: m rtn-w8a16-g32 easy: baseline format compliance 40% < 80%" in capsys.readouterr().err
+    suspect = "suspect pipeline: m rtn-w8a16-g32 easy: baseline format compliance 40% < 80%"
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95") == 1  # a recovery gate fails on a suspect by default
+    assert suspect in capsys.readouterr().err
+    assert gate(tmp_path, tmp_path, "gate.fail_on_suspect=true") == 1  # without a threshold
+    assert suspect in capsys.readouterr().err
+
+
+def test_a_recovery_gate_fails_on_a_broken_model_beside_a_sound_one(tmp_path, capsys):
+    """Model "ok" recovers fully; model "broken" is all wrong but well-formed. Recovery can
+    only judge "ok", which passes; the gate still fails, naming the broken model."""
+    ok = [Spec(model="ok"), Spec(model="ok", method="rtn", bits=4, group=32)]
+    broken = [Spec(model="broken"), Spec(model="broken", method="rtn", bits=4, group=32)]
+    for spec in ok:
+        write_task(tmp_path, spec, "math", 100, 80, baseline=ok[0])
+    for spec in broken:
+        write_task(tmp_path, spec, "math", 100, 0, baseline=broken[0], base_format_ok=98)
+    assert gate(tmp_path, tmp_path, "gate.min_recovery=0.95") == 1
+    err = capsys.readouterr().err
+    assert "suspect pipeline: broken baseline math: at its floor" in err and "recovery" not in err
 
 
 def test_an_all_zero_well_formed_baseline_trips_the_gate(tmp_path, capsys):
