@@ -13,8 +13,10 @@
   pick is inconclusive). Each scenario has an objective: accuracy (per memory budget,
   maximum quality), accuracy per GB, decode tokens/s, memory. Every candidate whose
   difference from the leader on the objective lies inside its 95% paired interval ties
-  with it (tokens/s and memory are single measurements: only equal values tie; accuracy
-  then decides among them the same way); ties go to more bits, then less memory.
+  with it; decode tokens/s ties with the fastest unless Welch's t-test on the timing
+  repeats of the two says it is slower (records without repeats: equal values only);
+  memory is a single measurement (equal values tie). Accuracy then decides among the tied
+  the same way; ties go to more bits, then less memory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 from statsmodels.stats.proportion import proportion_confint
 
 from configs.report_schema import INCONCLUSIVE, ReportConfig
@@ -57,6 +60,7 @@ def deployment_rows(summary: pd.DataFrame, speed: dict, cfg: ReportConfig, book:
             "peak_memory_gb": peak / GIB if peak else math.nan, "peak_memory_kind": kind,
             "memory_gb": memory, "memory_basis": basis, "device": measured.get("device"),
             "batch_size": int(batch) if batch else None, "decode_tokens_per_s": decode,
+            "decode_repeats": at.get("decode_tokens_per_s_repeats"),
             "prefill_tokens_per_s": at.get("prefill_tokens_per_s"),
             "time_to_first_token_s": at.get("time_to_first_token_s"),
             "latency_per_prompt_s": at.get("latency_per_prompt_s"),
@@ -107,8 +111,28 @@ class Chooser:
         tied = [i for i, row in frame.iterrows() if self._per_gb_tie(leader, row)]
         return self._pick(frame.loc[tied])
 
+    def by_throughput(self, frame: pd.DataFrame):
+        """Decode tokens/s: a variant ties with the fastest unless Welch's t-test on their
+        timing repeats says it is slower (records without repeats: only equal values tie);
+        accuracy then decides among the tied."""
+        frame = frame.dropna(subset=["decode_tokens_per_s"])
+        if frame.empty:
+            return None, []
+        leader = frame.loc[frame.decode_tokens_per_s.idxmax()]
+        tied = [i for i, row in frame.iterrows() if self._speed_tie(leader, row)]
+        return self._pick(self._accuracy_ties(frame.loc[tied]))
+
+    def _speed_tie(self, leader, row) -> bool:
+        if leader.variant == row.variant or row.decode_tokens_per_s == leader.decode_tokens_per_s:
+            return True
+        fast, slow = (_repeats(r) for r in (leader, row))
+        if len(fast) < 2 or len(slow) < 2:
+            return False
+        p_value = scipy_stats.ttest_ind(fast, slow, equal_var=False).pvalue
+        return not math.isnan(p_value) and p_value >= self.alpha  # nan: no spread and unequal means
+
     def by_measure(self, frame: pd.DataFrame, column: str, *, lower_is_better: bool):
-        """A single measurement (memory, tokens/s): only equal values tie; accuracy then decides."""
+        """A single measurement (memory): only equal values tie; accuracy then decides."""
         frame = frame.dropna(subset=[column])
         if frame.empty:
             return None, []
@@ -158,6 +182,11 @@ class Chooser:
         return best, [f"{r.model} {r.label}" for r in ordered.iloc[1:].itertuples()]
 
 
+def _repeats(row) -> list:
+    repeats = row.get("decode_repeats")
+    return [float(x) for x in repeats] if isinstance(repeats, (list, tuple, np.ndarray)) else []
+
+
 def budget_matrix(deploy: pd.DataFrame, cfg: ReportConfig, book: dict) -> pd.DataFrame:
     """Per memory budget: the best variant that fits, with the quality floor."""
     rows = []
@@ -169,7 +198,8 @@ def budget_matrix(deploy: pd.DataFrame, cfg: ReportConfig, book: dict) -> pd.Dat
         fits = ok[ok.memory_gb <= budget]
         best, tied = chooser.by_accuracy(fits)
         if best is not None:
-            rule = f"{len(fits)} of {len(fitting)} fitting variants have a tier shown <= {floor}"
+            rule = "; ".join(filter(None, [f"{len(fits)} of {len(fitting)} fitting variants have a tier shown <= "
+                                           f"{floor}", _left_out(fitting)]))
         else:
             rule = "; ".join(filter(None, [f"nothing fits with a tier shown <= {floor}", _undecided(fitting)]))
         rows.append(_decision(f"<= {budget:g} GB", best, tied, f"most accurate; {TIE_BREAK}. {rule}"))
@@ -188,15 +218,15 @@ def scenarios(deploy: pd.DataFrame, cfg: ReportConfig, book: dict) -> pd.DataFra
     picks = [
         ("maximum quality", chooser.by_accuracy(scored), "highest accuracy, any tier"),
         ("best quality per GB", chooser.by_accuracy_per_gb(ok), f"accuracy / memory, {floor_text}"),
-        ("maximum throughput", chooser.by_measure(fast, "decode_tokens_per_s", lower_is_better=False),
-         f"decode tokens/s, {floor_text}"),
+        ("maximum throughput", chooser.by_throughput(fast),
+         f"decode tokens/s (slower only where the timing repeats show it), {floor_text}"),
         ("smallest memory", chooser.by_measure(ok, "memory_gb", lower_is_better=True), f"memory, {floor_text}"),
     ]
     rows = []
     for name, (best, tied), rule in picks:
         rule = f"{rule}; {TIE_BREAK}"
-        if best is None and name != "maximum quality" and _undecided(deploy):
-            rule += f"; {_undecided(deploy)}"
+        if name != "maximum quality" and _undecided(deploy):
+            rule += f"; {_undecided(deploy) if best is None else _left_out(deploy)}"
         rows.append(_decision(name, best, tied, rule))
     return pd.DataFrame(rows)
 
@@ -229,6 +259,12 @@ def _undecided(frame: pd.DataFrame) -> str:
                                        else "") for r in open_.head(3).itertuples()]
     more = f" and {len(open_) - 3} more" if len(open_) > 3 else ""
     return f"{len(open_)} inconclusive: {', '.join(names)}{more}"
+
+
+def _left_out(frame: pd.DataFrame) -> str:
+    """Beside a pick: the variants that were not considered because their tier is open."""
+    undecided = _undecided(frame)
+    return f"left out as {undecided}" if undecided else ""
 
 
 def _decision(name: str, best, tied: list[str], rule: str) -> dict:

@@ -138,3 +138,27 @@ def test_a_decision_resting_on_an_inconclusive_tier_says_so(tmp_path):
     assert budget.rule.endswith("nothing fits with a tier shown <= acceptable; 1 inconclusive: m rtn-w3a16-g32 (about "
                                 f"{a.summary.set_index('label').loc['rtn-w3a16-g32', 'pairs_to_decide']:,.0f} pairs "
                                 "would decide)")
+    cfg.decisions.memory_budgets_gb = [2.0]  # the baseline fits too: picked, saying what was left out
+    a = analyse(cfg)
+    budget = a.budgets.iloc[0]
+    assert budget.label == "none-bf16" and "left out as 1 inconclusive: m rtn-w3a16-g32 (about " in budget.rule
+    smallest = a.scenarios.set_index("decision").loc["smallest memory"]
+    assert smallest.label == "none-bf16" and "left out as 1 inconclusive: m rtn-w3a16-g32" in smallest.rule
+
+
+def _speed_row(label: str, bits: int, decode: float, repeats):
+    return {"variant": label, "model": "m", "label": label, "bits": bits, "memory_gb": 1.0, "primary": 0.5,
+            "decode_tokens_per_s": decode, "decode_repeats": repeats}
+
+
+def test_throughput_inside_its_timing_noise_is_a_tie():
+    """100 vs 101 tok/s with repeats that overlap: a tie, so more bits wins; 100 vs 150
+    with tight repeats: the faster one; no repeats (older records): only equal values tie."""
+    chooser = decisions.Chooser({}, ReportConfig())
+    noisy = pd.DataFrame([_speed_row("w4", 4, 100.0, [98.0, 100.0, 102.0]), _speed_row("w2", 2, 101.0, [99.0, 101.0, 103.0])])
+    best, tied = chooser.by_throughput(noisy)
+    assert (best.label, tied) == ("w4", ["m w2"])
+    clear = pd.DataFrame([_speed_row("w4", 4, 100.0, [99.5, 100.0, 100.5]), _speed_row("w2", 2, 150.0, [149.0, 150.0, 151.0])])
+    assert chooser.by_throughput(clear)[0].label == "w2"
+    old = pd.DataFrame([_speed_row("w4", 4, 100.0, None), _speed_row("w2", 2, 101.0, None)])
+    assert chooser.by_throughput(old)[0].label == "w2"
