@@ -17,6 +17,7 @@ method there; otherwise "no difference detected" (or which pairs do differ).
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
@@ -69,11 +70,14 @@ def best_methods(pairs: pd.DataFrame, cfg: ReportConfig) -> pd.DataFrame:
 
 
 def _pair(collection: Collection, floors: dict, cfg: ReportConfig, a, b) -> dict:
-    above = tiered_tasks(floors, a.model, collection.tasks()) or collection.tasks()
+    above = tiered_tasks(floors, a.model, collection.tasks())
     row = {"model": a.model, "size_b": a.size_b, "bits": a.weight_bits, "group": a.group, "label_a": a.label,
-           "label_b": b.label, "method_a": a.method, "method_b": b.method, "tasks": ", ".join(above)}
-    for metric, score in (("accuracy", cfg.primary_metric), ("format", "format_compliance")):
-        c = _compare(cfg, *collection.paired(a.key, b.key, above, score))
+           "label_b": b.label, "method_a": a.method, "method_b": b.method,
+           "tasks": ", ".join(above) or "none above the floor: accuracy not compared"}
+    # at the floor accuracy cannot show a difference; format compliance has no floor
+    for metric, score, tasks in (("accuracy", cfg.primary_metric, above),
+                                 ("format", "format_compliance", above or collection.tasks())):
+        c = _compare(cfg, *collection.paired(a.key, b.key, tasks, score))
         row.update({f"{metric}_a": c.reference_mean, f"{metric}_b": c.variant_mean, **_columns(metric, c)})
     kept_a, kept_b = _kept(collection, a), _kept(collection, b)
     common = sorted(kept_a.keys() & kept_b.keys(), key=str)
@@ -128,7 +132,7 @@ def _winner(row, metric: str, alpha: float):
     if not row[f"p_{metric}_adj"] < alpha:
         return None
     delta = row["kl_delta" if metric == "kl" else f"{metric}_delta_pp"]
-    if not delta:  # no direction to name (a shift of exactly 0)
+    if not delta or math.isnan(delta):  # no direction to name (no shift, or one undefined: NaN on both sides)
         return None
     return row.label_a if (delta > 0) == (metric in LOWER_IS_BETTER) else row.label_b
 

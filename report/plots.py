@@ -100,7 +100,7 @@ def _cell_text(row) -> str:
         return "floor"
     if row.tier_delta_pp is None or math.isnan(row.tier_delta_pp):
         return ""
-    mark = "*" if bool(row.significant) and row.delta_pp < 0 else ""
+    mark = "*" if _significant_loss(row) else ""
     text = f"{row.tier_delta_pp:+.1f}{mark}"
     if row.tier == INCONCLUSIVE:
         text += f"\n[{row.tier_ci_low_pp:+.0f},{row.tier_ci_high_pp:+.0f}] ?"
@@ -108,6 +108,14 @@ def _cell_text(row) -> str:
     if isinstance(fallback, str) and fallback:
         text += "\nfallback " + fallback.split(" tensors")[0].replace(" of ", "/")
     return text
+
+
+def _significant_loss(row) -> bool:
+    """The star beside the number the cell shows: that delta (accuracy's or format's,
+    whichever set the tier) is a significant loss."""
+    if row.tier_metric == "format":
+        return bool(row.significant_format) and row.delta_format_pp < 0
+    return bool(row.significant) and row.delta_pp < 0
 
 
 def delta_curves(quality: pd.DataFrame, cfg: ReportConfig) -> Optional[Plot]:

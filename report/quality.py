@@ -184,8 +184,10 @@ def _floor_verdict(row: dict, collection: Collection, variant: Variant) -> str:
     kl = collection.kl.get(variant.key)
     if kl is not None:
         metrics = kl.record.get("metrics") or {}
+        measured_on = sorted({str(task) for task, _ in collection.kl_by_prompt(variant.key)})
+        on = f" on {metrics.get('n_prompts', '?')} prompts of {', '.join(measured_on) or 'the first task'}"
         signs.append(f"KL {metrics.get('kl_divergence', math.nan):.3g}, top-1 agreement "
-                     f"{metrics.get('top1_agreement', math.nan):.2f}")
+                     f"{metrics.get('top1_agreement', math.nan):.2f}{on}")
     where = "every task at the floor" if row["scope"] == POOLED else "baseline at the floor"
     return (f"left out of tiers ({where}: {row['floor_reason']}); what speaks here: "
             f"{', '.join(signs) or 'nothing paired'}")

@@ -87,10 +87,9 @@ def compare(reference, variant, *, alpha: float = 0.05, power: float = 0.80,
         return PairedComparison(**means, ci_low_pp=100 * low, ci_high_pp=100 * high, gained=gained, lost=lost,
                                 p_value=p_value, test=test, mde_pp=100 * mde)
     sd = float(differences.std(ddof=1)) if n > 1 else math.nan
-    low, high = t_interval(differences.mean(), sd, n, confidence=1 - alpha)
+    (low, high), p_value = paired_t_test(differences, confidence=1 - alpha)
     return PairedComparison(**means, ci_low_pp=100 * low, ci_high_pp=100 * high, gained=0, lost=0,
-                            p_value=t_test_p_value(differences.mean(), sd, n), test="t",
-                            mde_pp=math.nan, binary=False, sd_pp=100 * sd)
+                            p_value=p_value, test="t", mde_pp=math.nan, binary=False, sd_pp=100 * sd)
 
 
 # -- the score test and interval of a paired difference of proportions ------------------------
@@ -128,20 +127,18 @@ def score_interval(gained: int, lost: int, n: int, *, confidence: float = 0.95) 
     return float(low), float(high)
 
 
-def t_interval(mean: float, sd: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    if n < 2 or math.isnan(sd):
-        return math.nan, math.nan
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
-    return float(mean - half), float(mean + half)
-
-
-def t_test_p_value(mean: float, sd: float, n: int) -> float:
-    """Two-sided paired t-test of a mean difference against zero."""
-    if n < 2 or math.isnan(sd):
-        return math.nan
-    if sd == 0:
-        return 1.0 if mean == 0 else 0.0
-    return float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+def paired_t_test(differences: np.ndarray, *, confidence: float = 0.95) -> tuple[tuple[float, float], float]:
+    """scipy's one-sample t-test of paired differences against zero: the interval and the
+    two-sided p-value (no interval with fewer than 2 pairs; no spread: the interval is
+    the mean itself and p is 1 or 0)."""
+    if len(differences) < 2:
+        return (math.nan, math.nan), math.nan
+    mean = float(differences.mean())
+    if not differences.std():
+        return (mean, mean), 1.0 if mean == 0 else 0.0
+    result = stats.ttest_1samp(differences, 0.0)
+    interval = result.confidence_interval(confidence)
+    return (float(interval.low), float(interval.high)), float(result.pvalue)
 
 
 # -- significance of a change ----------------------------------------------------------------
@@ -164,8 +161,8 @@ def signed_rank_test(reference, variant) -> tuple[float, float]:
         return math.nan, math.nan
     if not differences.any():
         return 1.0, 0.0
-    walsh = np.add.outer(differences, differences)[np.triu_indices(differences.size)] / 2
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf + -inf: an undefined shift (NaN), named no direction
+        walsh = np.add.outer(differences, differences)[np.triu_indices(differences.size)] / 2
         shift = float(np.median(walsh))
     return float(stats.wilcoxon(differences, zero_method="wilcox").pvalue), shift
 

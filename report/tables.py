@@ -116,8 +116,10 @@ def variants_table(summary: pd.DataFrame, cfg: ReportConfig) -> Table:
     spec = IDENTITY + [("Tasks in tiers", col("tasks_tiered"))] + _quality_spec(cfg) + [
         (_rename(c, names), col(c, num, 3)) for c in extra]
     s = cfg.stats
+    scope = (" Tier and verdict are the worst task's (tiers.scope=worst_task; the verdict names it and quotes its "
+             "interval); the Δ, intervals and p-values beside them are pooled." if cfg.tiers.scope == "worst_task" else "")
     return Table("variants", "Every variant, the tasks above the model's floor pooled", summary, _view(summary, spec),
-                 tier_column="Tier", note=_tier_note(cfg) + f" Primary metric: {cfg.primary_metric}. p-values: McNemar "
+                 tier_column="Tier", note=_tier_note(cfg) + scope + f" Primary metric: {cfg.primary_metric}. p-values: McNemar "
                  f"(exact below {s.exact_below} discordant pairs), accuracy and format {s.correction}-corrected "
                  "together per scope; 'p vs higher' compares with the next higher bit width of the same method and "
                  "group (same family). "
@@ -183,7 +185,8 @@ def method_pairs_table(pairs: pd.DataFrame, cfg: ReportConfig) -> Table:
             ("p changed", col("p_changed_adj", pval)), ("KL A / B", side("kl", lambda x: num(x, 4))),
             ("p KL", col("p_kl_adj", pval)), ("Verdict", col("verdict"))]
     return Table("method_pairs", "Method against method (B − A, paired)", pairs, _view(pairs, spec),
-                 note=f"Same model, bits and group; accuracy and format over the tasks above the floor, changed "
+                 note=f"Same model, bits and group; accuracy and format over the tasks above the floor (none above: "
+                      f"accuracy not compared, format over every task), changed "
                       f"generations (differs from the baseline's text) over every task. McNemar p-values, "
                       f"{cfg.stats.correction}-corrected over the whole table; the verdict follows them (the intervals "
                       "are not adjusted, and with few discordant pairs one can exclude 0 where the exact test does "

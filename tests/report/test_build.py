@@ -16,7 +16,9 @@ from statsmodels.stats.multitest import multipletests
 from configs.errors import ConfigError
 from configs.report_schema import ReportConfig
 from report.build import analyse
+from report import plots
 from report.findings import findings
+from report.tables import variants_table
 from tests.report.builder import SETTINGS, SUSPECT, Spec, write_task
 
 PLOTS = {"viability_map", "delta_curves", "behaviour", "pareto_memory", "pareto_throughput"}
@@ -84,6 +86,7 @@ def test_p_values_are_holm_corrected_over_one_task_family_format_included(sweep_
 # -- no tier contradicts its interval, in any format -------------------------------------------------
 BANDS = {"negligible": (-3.0, math.inf), "acceptable": (-5.0, -3.0), "concerning": (-10.0, -5.0),
          "unacceptable": (-math.inf, -10.0)}
+LOSS_TIERS = ("acceptable", "concerning", "unacceptable")
 
 
 def assert_tier_agrees(tier: str, intervals: list[tuple[float, float]], verdict: str, slack: float = 0.0) -> None:
@@ -113,6 +116,8 @@ def test_no_row_tier_contradicts_its_interval_in_the_csv(sweep_report):
             if not math.isnan(row.format_ci_low_pp):
                 intervals.append((row.format_ci_low_pp, row.format_ci_high_pp))
             assert_tier_agrees(str(row.tier), intervals, str(row.verdict))
+            if row.tier in LOSS_TIERS:  # a stated loss is a significant one, on the metric that set the tier
+                assert (row.p_format_adj if row.tier_metric == "format" else row.p_baseline_adj) < 0.05, row
             checked += row.tier in BANDS or row.tier == "inconclusive"
     assert checked >= 20
 
@@ -206,7 +211,7 @@ def test_cliffs_viability_floors_and_behaviour_tables(sweep_report):
     arc = tasks.loc[("small", "rtn-w3a16-g32", "arc")]
     assert arc.tier == "at floor"
     assert arc.verdict.endswith("what speaks here: changed generations 62% of 100, flips +12/-12, KL 0.145, "
-                                "top-1 agreement 0.82")
+                                "top-1 agreement 0.82 on 20 prompts of math")  # KL is measured on the first task
     behaviour = pd.read_csv(sweep_report.tables["behaviour"]).set_index(["model", "label"])
     assert behaviour.loc[LARGE_GPTQ, "no_box"] == pytest.approx(75 / 500)
     warnings = pd.read_csv(sweep_report.tables["warnings"])
@@ -263,6 +268,8 @@ def test_tasks_pool_into_one_paired_comparison(tmp_path):
     worst.tiers.scope = "worst_task"
     row = analyse(worst).summary.set_index("label").loc["rtn-w4a16-g32"]
     assert row.verdict.startswith("worst task boxed: inconclusive")
+    assert "Tier and verdict are the worst task's" in variants_table(analyse(worst).summary, worst).note
+    assert "worst task" not in variants_table(a.summary, ReportConfig(results_dir=str(tmp_path))).note
 
 
 def test_problems_become_notes_not_silent_drops(tmp_path):
@@ -352,3 +359,12 @@ def test_provenance_reads_calibration_from_the_artifact_manifest_and_notes_missi
     assert artifacts.loc["none-bf16", "calibration"] == "artifact not found"
     notes = warnings_table(a.collection, a.suspects)
     assert any("baseline has no record of this task" in m for m in notes.message)
+
+
+def test_the_map_stars_the_delta_it_shows(sweep_store):
+    """A cell shows the delta that set the tier (accuracy's or format's) and a star when
+    that delta is a significant loss: large gptq lost only format (-15.0, significant)."""
+    summary = analyse(ReportConfig(results_dir=str(sweep_store))).summary.set_index(["model", "label"])
+    assert plots._cell_text(summary.loc[LARGE_GPTQ]).startswith("-15.0*")
+    assert plots._cell_text(summary.loc[SMALL_W3]).startswith("-19.5*")
+    assert "*" not in plots._cell_text(summary.loc[SMALL_W4])  # -2.0, not significant

@@ -120,3 +120,27 @@ def test_best_needs_a_win_against_every_other_method():
     frame.loc[2, "p_accuracy_adj"] = 0.01  # rtn beats gptq too
     assert methods.best_methods(frame, ReportConfig()).iloc[0].accuracy == "rtn"
     assert methods.best_methods(frame, ReportConfig()).iloc[0].changed == "awq"  # fewer changed is better
+
+
+def test_at_the_floor_methods_are_not_compared_on_accuracy(tmp_path):
+    """Every task at the floor (0 of 100 right): accuracy says nothing, so it is not
+    compared (no p, no winner); format, which has no floor, still is: gptq lost 20 boxes."""
+    base = builder.Spec(model="m")
+    variants = [builder.Spec(model="m", method="rtn", bits=4, group=32, gained=3),
+                builder.Spec(model="m", method="gptq", bits=4, group=32, format_lost=20)]
+    for spec in (base, *variants):
+        builder.write_task(tmp_path, spec, "math", 100, 0, baseline=base)
+    row = analyse(ReportConfig(results_dir=str(tmp_path))).method_pairs.iloc[0]
+    assert row.tasks == "none above the floor: accuracy not compared"
+    assert row.accuracy_n == 0 and pd.isna(row.p_accuracy) and "accuracy" not in row.verdict
+    assert (row.label_a, row.label_b) == ("gptq-w4a16-g32", "rtn-w4a16-g32")
+    assert row.format_n == 100 and row.format_delta_pp == pytest.approx(20.0) and "format: rtn" in row.verdict
+
+
+def test_an_undefined_kl_shift_names_no_winner():
+    """NaN on A's side for some prompts and on B's for others: the shift is undefined
+    (inf - inf), so no side is named closer, whatever the p-value."""
+    p, shift = stats.signed_rank_test([float("nan")] * 5 + [0.1] * 5, [0.1] * 5 + [float("nan")] * 5)
+    assert math.isnan(shift)
+    row = pd.Series({"label_a": "a", "label_b": "b", "p_kl_adj": 0.001, "kl_delta": shift})
+    assert methods._winner(row, "kl", 0.05) is None
