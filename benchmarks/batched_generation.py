@@ -25,7 +25,7 @@ NAME = "batched_generation"
 
 
 def default_batch_size() -> int:
-    from configs.compose import compose
+    from configs.compose import compose  # Hydra, only when the default is asked for
 
     return compose("evaluate_run", ["artifact=."]).eval.batch_size
 
@@ -54,6 +54,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    # torch and the lab's model stack load after the arguments are parsed (--help answers at once)
     from configs.compose import compose
     from evaluate.harness import run_tasks
     from models.loading import load_model

@@ -148,7 +148,7 @@ def run_timed(cmd: Sequence[str], *, env: Optional[dict] = None, cwd: Optional[P
 # -- machine info and results ----------------------------------------------------------
 def machine_info() -> dict:
     """CPU count, threads, load, library versions and git revision, for every JSON."""
-    from models.provenance import git_revision, library_versions
+    from models.provenance import git_revision, library_versions  # benchmarks' helpers stay importable without the lab's stack
 
     info = {
         "host": platform.node(),

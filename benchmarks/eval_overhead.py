@@ -39,6 +39,8 @@ import yaml
 
 from benchmarks.common import (Measurement, arm_summary, compare_runs, interleave, meets, python_cmd, run_timed,
                                summarize, write_result)
+from evaluate import store
+from tasks import TASKS_DIR
 
 NAME = "eval_overhead"
 TARGET = 1.05
@@ -64,8 +66,6 @@ def lab_cmd(artifact: Path, task: str, data: Path, limit: int, batch: int, chat:
 
 
 def _eval_tiny_data_files() -> set:
-    from tasks import TASKS_DIR
-
     config = yaml.safe_load((TASKS_DIR.parent / "hydra_conf" / "eval" / "tiny.yaml").read_text())
     return set(config.get("data_files") or {})
 
@@ -80,8 +80,6 @@ def cli_cmd(artifact: Path, dtype: str, task: str, tasks_dir: Path, limit: int, 
 
 def write_task_override(tasks_dir: Path, task: str, data: Path) -> None:
     """The lab's task YAML with its dataset pointed at a local file (as the parity test does)."""
-    from tasks import TASKS_DIR
-
     tasks_dir.mkdir(parents=True, exist_ok=True)
     (tasks_dir / f"{task}.yaml").write_text(yaml.safe_dump({
         "include": str(TASKS_DIR / f"{task}.yaml"), "task": task,
@@ -91,8 +89,6 @@ def write_task_override(tasks_dir: Path, task: str, data: Path) -> None:
 
 
 def lab_metrics(results: Path, task: str) -> tuple[dict, int, float, list]:
-    from evaluate import store
-
     folder, record = next((f, r) for f, r in store.iter_records(results) if r["task"] == task)
     return record["lm_eval"], record["n"], record["eval_seconds"], store.read_samples(folder)
 
@@ -132,8 +128,6 @@ def cli_metrics(out: Path, task: str) -> tuple[dict, float]:
 def task_index_seconds(env: dict) -> dict:
     """What building lm-eval's TaskManager costs with and without its ~10k default task
     YAMLs (the CLI always indexes them; the lab skips them when every task is its own)."""
-    from tasks import TASKS_DIR
-
     code = ("import time; from lm_eval.tasks import TaskManager; t=time.perf_counter(); "
             f"TaskManager(include_path=[{str(TASKS_DIR)!r}], include_defaults={{}}); print(time.perf_counter()-t)")
     out = {}

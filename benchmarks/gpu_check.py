@@ -225,9 +225,10 @@ def quantize_overrides(model: str, method: str, model_dirs: dict, args, device: 
 def run_cell(model: str, method: str, model_dirs: dict, args, device: str, bandwidths: dict) -> dict:
     import torch
 
+    # the lab's stack loads in the cell (the GPU image's environment is checked first)
+    from common.storage import read_manifest
     from configs.compose import compose
     from evaluate.speed import measure_speed
-    from common.storage import read_manifest
     from models.loading import load_model
     from quantize.pipeline import quantize_job
 
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from models import tiny
+    from models import tiny  # after the arguments are parsed (--help answers at once)
 
     cuda_available = torch.cuda.is_available()
     device = ("cuda" if cuda_available else "cpu") if args.device == "auto" else args.device

@@ -47,6 +47,7 @@ def direct_cmd(method: str, model_dir: Path, out: Path, bits: int, group: int, d
 
 def resolve_model(model: str, profile: str) -> tuple[Path, str]:
     """The model's checkpoint folder and dtype, through the lab's own config."""
+    # imported here: this benchmark times imports, and its helpers must not pay the lab's beforehand
     from configs.compose import compose
     from models.sources import resolve_model_dir
 

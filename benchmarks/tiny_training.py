@@ -36,7 +36,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from models.tiny.build import _tokenizer_corpus
+    # torch and the lab's model stack load after the arguments are parsed (--help answers at once)
+    from models.tiny.build import tokenizer_corpus
     from models.tiny.generator import DataSettings, generate_splits
     from models.tiny.settings import PROFILES, native_bfloat16
     from models.tiny.tokenizer import train_tokenizer
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # as the build trains each size
     profile = PROFILES["full"]
     splits = generate_splits(DataSettings(train_per_task=2000, dev_per_task=16), seed=0)
-    tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
+    tokenizer = train_tokenizer(tokenizer_corpus(splits["train"]), profile.tokenizer)
     train, dev = (encode_examples(tokenizer, splits[split]) for split in ("train", "dev"))
     prefixes = task_prefixes(train, dev)
     result = {"profile": "full", "steps_per_round": args.steps, "repeats": args.repeats,

@@ -168,7 +168,7 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
             write_jsonl(data / f"tiny_{task}.jsonl", splits["eval"][task])
 
         log.info("tiny family: training the tokenizer")
-        tokenizer = train_tokenizer(_tokenizer_corpus(splits["train"]), profile.tokenizer)
+        tokenizer = train_tokenizer(tokenizer_corpus(splits["train"]), profile.tokenizer)
         tokenizer.save_pretrained(work / "tokenizer")
         _write_calibration(data, tokenizer, splits["train"])
         torch.save({split: encode_examples(tokenizer, splits[split]) for split in ("train", "dev")},
@@ -200,7 +200,7 @@ def _build(out: Path, name: str, profile: Profile, profile_name: str,
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks complete
 
 
-def _tokenizer_corpus(train: dict[str, list[dict]]):
+def tokenizer_corpus(train: dict[str, list[dict]]):
     for task, docs in train.items():
         for doc in docs:
             # Special tokens never reach BPE training, so feed the text between them.

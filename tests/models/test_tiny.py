@@ -165,10 +165,10 @@ def _leaf_tasks(loaded) -> dict:
 def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from models.tiny.build import _tokenizer_corpus
+    from models.tiny.build import tokenizer_corpus
     from models.tiny.tokenizer import TokenizerSettings, train_tokenizer
 
-    trained = train_tokenizer(_tokenizer_corpus(generate_splits(SMALL, 0)["train"]),
+    trained = train_tokenizer(tokenizer_corpus(generate_splits(SMALL, 0)["train"]),
                               TokenizerSettings(vocab_size=512))
     folder = tmp_path_factory.mktemp("tokenizer")
     trained.save_pretrained(folder)
