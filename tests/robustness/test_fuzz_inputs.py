@@ -298,3 +298,48 @@ def test_a_damaged_config_yaml_is_one_line_naming_it(lab, tmp_path, capfd, monke
     (config_dir / "method" / "rtn.yaml").write_bytes(original)
     code, out, err = quantize([*settings, "--cfg"], capfd)
     assert code == 0 and "name: rtn" in out, err[-2000:]
+
+
+# -- sweep YAMLs (python -m evaluate sweep --dry-run) ------------------------------------------
+MY_SWEEP = """# My own sweep: tiny-s, RTN and HQQ at 8 and 4 bits (déjà vu: a comment in UTF-8)
+name: mine
+models: [tiny-s]
+eval: tiny
+eval_overrides: [eval.limit=10]
+methods:
+  - {method: rtn, bits: [8, 4]}
+  - {method: hqq, bits: [4]}
+"""
+SWEEP_YAMLS = [*sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "hydra_conf" / "sweep").glob("*.yaml")), "mine"]
+ONE_CELL = ["sweep.models=[tiny-s]", "sweep.methods=[{method: rtn, bits: [8]}]"]
+
+
+@pytest.mark.parametrize("name", SWEEP_YAMLS)
+def test_a_damaged_sweep_yaml_is_one_line_naming_it_and_a_restored_one_plans(tmp_path, capfd, monkeypatch, name):
+    from configs import compose
+
+    config_dir = Path(shutil.copytree(compose.CONFIG_DIR, tmp_path / "hydra_conf"))
+    monkeypatch.setattr(compose, "CONFIG_DIR", config_dir)
+    path = config_dir / "sweep" / f"{name}.yaml"
+    if name == "mine":  # a user's own sweep, next to the lab's
+        path.write_text(MY_SWEEP)
+    original = path.read_bytes()
+    folders = [f"{setting}={tmp_path / setting}" for setting in ("output_dir", "results_dir", "sweeps_dir")]
+    for kind, fraction in cases(("truncate", "random", "empty", "utf16", "latin1")):
+        damage(path, kind, fraction)
+        if path.read_bytes() != original:  # Latin-1 of an ASCII file is the same file
+            code, _, err = evaluate(["sweep", f"sweep={name}", "--dry-run", *folders], capfd)
+            line = one_error_line(code, err, str(path))
+            assert code == 2 and (kind != "utf16" or "UTF-16" in line), (kind, fraction)
+        path.write_bytes(original)
+    if name == "mine":  # cut at a line end, before its methods: still YAML, but the file is what lacks them
+        path.write_bytes(original[:original.index(b"methods:")])
+        code, _, err = evaluate(["sweep", f"sweep={name}", "--dry-run", *folders], capfd)
+        one_error_line(code, err, f"{path}: sets no methods, so sweep.methods is empty")
+        path.write_bytes(original)
+    assert not [setting for setting in folders if Path(setting.split("=", 1)[1]).exists()]
+    # Restored, it plans; the lab's sweeps planned for one cell (gguf's cells need .venv-gguf,
+    # size_ladder's are many), the file still read and composed.
+    code, out, err = evaluate(["sweep", f"sweep={name}", "--dry-run", *folders, *([] if name == "mine" else ONE_CELL)], capfd)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    assert out.count("  pending ") == (4 if name == "mine" else 2)  # with the model's baseline
