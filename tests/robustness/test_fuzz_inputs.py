@@ -252,6 +252,21 @@ def test_a_damaged_results_table_is_rebuilt_from_the_records_with_a_warning(resu
     assert not [r for r in caplog.records if r.levelname == "WARNING"]  # rebuilt: nothing to say the second time
 
 
+@pytest.mark.parametrize("kind, fraction", cases(("truncate", "random", "empty")))
+def test_a_damaged_parquet_table_without_its_csv_is_named_in_the_rebuild_warning(results, caplog, kind, fraction):
+    expected = pd.read_parquet(results / "table.parquet")
+    damage(results / "table.parquet", kind, fraction)
+    (results / "table.csv").unlink()
+    store.ensure_table(results)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{results / 'table.parquet'} is "), warnings
+    assert f"and {results / 'table.csv'} is missing; rebuilding the results table" in warnings[0]
+    if kind == "empty":
+        assert warnings[0].startswith(f"{results / 'table.parquet'} is empty and ")
+    pd.testing.assert_frame_equal(pd.read_parquet(results / "table.parquet"), expected)
+    assert len(pd.read_csv(results / "table.csv")) == len(expected)
+
+
 RECORD_CASES = [(name, k, f) for name in ("manifest.json", "samples.jsonl") for k, f in cases(("truncate", "random", "empty"))]
 
 
