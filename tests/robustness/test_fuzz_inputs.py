@@ -62,10 +62,15 @@ def lab(tmp_path_factory):
     calibration_jsonl = root / "calibration.jsonl"
     calibration_jsonl.write_text("".join(json.dumps({"text": f"Échantillon {i}: {i} + {i} = {2 * i}."}, ensure_ascii=False)
                                          + "\n" for i in range(40)))
+    texts = [f"Échantillon {i}: {i} + {i} = {2 * i}, déjà vu." for i in range(40)]
+    (root / "calibration.json").write_text(json.dumps([{"text": t} for t in texts], ensure_ascii=False, indent=1))
+    pd.DataFrame({"text": texts}).to_csv(root / "calibration.csv", index=False)
+    pd.DataFrame({"text": texts}).to_parquet(root / "calibration.parquet")
     arc = root / "arc.jsonl"
     arc.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ARC_ROWS))
     return {"root": root, "checkpoint": checkpoint, "calibration.txt": calibration,
-            "calibration.jsonl": calibration_jsonl, "arc": arc}
+            "calibration.jsonl": calibration_jsonl, "arc": arc,
+            **{name: root / name for name in ("calibration.json", "calibration.csv", "calibration.parquet")}}
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +112,12 @@ def test_a_damaged_checkpoint_file_is_one_line_and_a_fixed_one_quantizes(lab, tm
 
 
 # -- calibration files ---------------------------------------------------------------------------
-CALIBRATION_CASES = [("calibration.txt", k, f) for k, f in cases(("random", "utf16", "latin1"))] + \
-                    [("calibration.jsonl", k, f) for k, f in cases(("truncate", "random", "utf16", "latin1"))]
+CALIBRATION_KINDS = {  # a truncated .txt or .csv is still one (shorter): only its last sample is cut
+    "calibration.txt": ("random", "empty", "utf16", "latin1"), "calibration.jsonl": ("truncate", "random", "empty", "utf16", "latin1"),
+    "calibration.json": ("truncate", "random", "empty", "utf16", "latin1"), "calibration.csv": ("random", "empty", "utf16", "latin1"),
+    "calibration.parquet": ("truncate", "random", "empty"),
+}
+CALIBRATION_CASES = [(name, k, f) for name, kinds in CALIBRATION_KINDS.items() for k, f in cases(kinds)]
 
 
 @pytest.mark.parametrize("name, kind, fraction", CALIBRATION_CASES)
@@ -121,9 +130,10 @@ def test_a_damaged_calibration_file_is_one_line_before_any_weight_loads(lab, tmp
     damage(Path(data), kind, fraction)
     code, _, err = quantize(["method=gptq", f"model={lab['checkpoint']}", f"calibration=file:{data}",
                              "calibration.num_samples=8", "quant.group_size=64", f"output_dir={tmp_path / 'out'}"], capfd)
-    line = one_error_line(code, err, str(data))
-    if kind in ("utf16", "latin1"):
-        assert {"utf16": "UTF-16", "latin1": "Latin-1"}[kind] in line and "iconv" in line
+    line = one_error_line(code, err, f"{data}: ")
+    if kind in ("utf16", "latin1", "empty"):
+        assert {"utf16": "UTF-16", "latin1": "Latin-1", "empty": ": is empty"}[kind] in line
+        assert kind == "empty" or "iconv" in line
     assert code == 2 and not (tmp_path / "out").exists()
 
 
@@ -132,11 +142,11 @@ def _no_weights(*args, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["calibration.txt", "calibration.jsonl"])
+@pytest.mark.parametrize("name", CALIBRATION_KINDS)
 def test_a_fixed_calibration_file_quantizes(lab, tmp_path, capfd, monkeypatch, name):
     monkeypatch.setenv("QLAB_CACHE", str(tmp_path / "cache"))
     data = shutil.copy(lab[name], tmp_path / name)
-    damage(Path(data), "utf16")
+    damage(Path(data), "random")
     settings = ["method=gptq", f"model={lab['checkpoint']}", f"calibration=file:{data}", "calibration.num_samples=8",
                 "quant.group_size=64", f"output_dir={tmp_path / 'out'}"]
     assert quantize(settings, capfd)[0] == 2
