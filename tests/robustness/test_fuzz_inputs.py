@@ -1,8 +1,8 @@
 """Every reader of python -m quantize and python -m evaluate run|report, fed damaged files.
 
-Each file the lab reads (a checkpoint's config, weights and tokenizer files; calibration
-files; an artifact's manifest and files; a task's data file; records; the results table; the
-config YAMLs) is truncated at several offsets, replaced by random bytes of its length,
+Each file the lab reads (a checkpoint's config, weights, weights index and tokenizer files;
+calibration files of every format; an artifact's manifest and files; a task's data file;
+records; the results table; the config YAMLs and sweep YAMLs, the user's own included) is truncated at several offsets, replaced by random bytes of its length,
 emptied and re-encoded (seeded: tests/robustness/damage.py). An input file makes the command
 exit 2 with one `error:` line naming the file, before any weight loads, with nothing written;
 a derived or lab-written file (the results table, a record) is rebuilt or named and skipped,
@@ -68,9 +68,30 @@ def lab(tmp_path_factory):
     pd.DataFrame({"text": texts}).to_parquet(root / "calibration.parquet")
     arc = root / "arc.jsonl"
     arc.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ARC_ROWS))
-    return {"root": root, "checkpoint": checkpoint, "calibration.txt": calibration,
-            "calibration.jsonl": calibration_jsonl, "arc": arc,
+    return {"root": root, "checkpoint": checkpoint, "hub_checkpoint": _hub_style(checkpoint, root / "hub_ckpt"),
+            "calibration.txt": calibration, "calibration.jsonl": calibration_jsonl, "arc": arc,
             **{name: root / name for name in ("calibration.json", "calibration.csv", "calibration.parquet")}}
+
+
+def _hub_style(checkpoint: Path, folder: Path) -> Path:
+    """The checkpoint as many Hub ones are: weights in two shards with an index, and the
+    tokenizer's vocab.json, merges.txt and special_tokens_map.json beside tokenizer.json."""
+    from safetensors.torch import load_file, save_file
+    from tokenizers import Tokenizer
+
+    shutil.copytree(checkpoint, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    tensors = load_file(checkpoint / "model.safetensors")
+    names = sorted(tensors)
+    shards = {f"model-0000{i + 1}-of-00002.safetensors": part for i, part in enumerate((names[:len(names) // 2],
+                                                                                       names[len(names) // 2:]))}
+    for shard, part in shards.items():
+        save_file({name: tensors[name] for name in part}, str(folder / shard), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+             "weight_map": {name: shard for shard, part in shards.items() for name in part}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    Tokenizer.from_file(str(folder / "tokenizer.json")).model.save(str(folder))  # vocab.json, merges.txt
+    (folder / "special_tokens_map.json").write_text(json.dumps({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -86,29 +107,49 @@ CHECKPOINT_FILES = {  # file -> the kinds of damage that apply (a chat template 
     "config.json": cases(), "model.safetensors": cases(("truncate", "random", "empty")),
     "tokenizer.json": cases(), "tokenizer_config.json": cases(), "generation_config.json": cases(),
     "chat_template.jinja": cases(("random", "empty", "utf16")),
+    # in the Hub-style checkpoint (`_hub_style`); a truncated merges.txt is a shorter list of merges
+    "model.safetensors.index.json": cases(), "vocab.json": cases(), "merges.txt": cases(("random", "empty", "utf16")),
+    "special_tokens_map.json": cases(),
 }
+HUB_STYLE = ("model.safetensors.index.json", "vocab.json", "merges.txt", "special_tokens_map.json")
 
 
 @pytest.mark.parametrize("name", CHECKPOINT_FILES)
 def test_a_damaged_checkpoint_file_is_one_line_and_a_fixed_one_quantizes(lab, tmp_path, capfd, name):
-    model = copy(lab["checkpoint"], tmp_path / "ckpt")  # the path is part of a local model's fingerprint
+    source = lab["hub_checkpoint" if name in HUB_STYLE else "checkpoint"]
+    model = copy(source, tmp_path / "ckpt")  # the path is part of a local model's fingerprint
     code, out, _ = quantize(["method=none", f"model={model}", f"output_dir={tmp_path / 'reference'}"], capfd)
     assert code == 0
     shutil.rmtree(model)
     for kind, fraction in CHECKPOINT_FILES[name]:
-        model = copy(lab["checkpoint"], tmp_path / "ckpt")
+        model = copy(source, tmp_path / "ckpt")
         damage(model / name, kind, fraction)
         output = tmp_path / "out"
         code, _, err = quantize(["method=none", f"model={model}", f"output_dir={output}"], capfd)
-        one_error_line(code, err, str(model / name) if kind != "truncate" or name != "model.safetensors" else name)
+        line = one_error_line(code, err, str(model / name) if kind != "truncate" or name != "model.safetensors" else name)
         assert code == 2 and not output.exists(), (kind, fraction)
+        assert not ("convert it" in line and "re-download" in line), line  # one thing to do
         shutil.rmtree(model)
-    model = copy(lab["checkpoint"], tmp_path / "ckpt")  # fixed: the same files again
+    model = copy(source, tmp_path / "ckpt")  # fixed: the same files again
     code, fixed, err = quantize(["method=none", f"model={model}", f"output_dir={tmp_path / 'out'}"], capfd)
     assert code == 0, err[-2000:]
     reference, rerun = Path(out.split()[-1]), Path(fixed.split()[-1])
     assert rerun.name == reference.name  # the same fingerprint as never damaged, and the same weights
     assert (rerun / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("weight_map, said", [
+    (["model-00001-of-00002.safetensors"], "the weights index has no weight_map"),
+    (None, "the weights index has no weight_map"),
+    ({"lm_head.weight": "model-00003-of-00003.safetensors"},
+     "the weights index lists model-00003-of-00003.safetensors, which is not in the folder"),
+])
+def test_a_weights_index_that_maps_no_weights_here_is_one_line(lab, tmp_path, capfd, weight_map, said):
+    model = copy(lab["hub_checkpoint"], tmp_path / "ckpt")
+    (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    code, _, err = quantize(["method=none", f"model={model}", f"output_dir={tmp_path / 'out'}"], capfd)
+    one_error_line(code, err, f"{model / 'model.safetensors.index.json'}: {said}")
+    assert code == 2 and not (tmp_path / "out").exists()
 
 
 # -- calibration files ---------------------------------------------------------------------------
