@@ -22,8 +22,8 @@ A local file is checked before it is read: text must be UTF-8 (a byte-order mark
 dropped); a file in another encoding is refused with the encoding its bytes look like and
 the `iconv` command that converts it, rather than decoded with replacement characters,
 which would quietly change the calibration text and so the quantized weights. A .jsonl
-line that is not a JSON object, a .json that is not JSON, a .parquet that does not read:
-each is one line naming the file and where.
+line that is not a JSON object, a .json that is not JSON, a .parquet that does not read, a
+file with no records at all: each is one line naming the file and where.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from common.files import bad_file, json_problem, jsonl_problem, parquet_problem, read_text, text_problem
+from common.files import bad_file, json_problem, parquet_problem, read_jsonl, read_text, text_problem
 from common.storage import cache_root, file_sha256, write_json_atomic
 from configs.calibration_sources import FILE_PREFIX, LOCAL_BUILDERS, local_file, looks_local, resolve, suffix
 from configs.errors import BadFile, ConfigError
@@ -135,6 +135,8 @@ def _records(cfg: CalibrationConfig, path: Optional[Path]) -> Iterator:
     """The records in seeded random order: strings (.txt lines) or dicts."""
     if path is not None and suffix(path) == ".txt":
         lines = [line for line in read_text(path, FIX_FILE).splitlines() if line.strip()]
+        if not lines:
+            raise bad_file(path, "is empty (no line holds text)", FIX_FILE)
         random.Random(cfg.seed).shuffle(lines)
         yield from lines
         return
@@ -155,7 +157,7 @@ FIX_FILE = "fix the calibration file"
 def _check_file(path: Path) -> None:
     """A local data file checked before `datasets` reads it (its errors name no file)."""
     kind = suffix(path)
-    check = {".jsonl": jsonl_problem, ".json": _json_or_lines_problem, ".csv": text_problem,
+    check = {".jsonl": _jsonl_problem, ".json": _json_or_lines_problem, ".csv": text_problem,
              ".parquet": parquet_problem}.get(kind)
     problem = check(path) if check else None
     if problem is not None:
@@ -165,7 +167,15 @@ def _check_file(path: Path) -> None:
 def _json_or_lines_problem(path: Path) -> Optional[str]:
     """`datasets` reads a .json file holding one document or JSON lines (c4's shards)."""
     problem = json_problem(path, kind=(list, dict))
-    return None if problem is None or jsonl_problem(path) is None else problem
+    return None if problem is None or (problem != "is empty" and _jsonl_problem(path) is None) else problem
+
+
+def _jsonl_problem(path: Path) -> Optional[str]:
+    """jsonl_problem, and no line at all is "is empty" (`datasets` fails on it naming nothing)."""
+    try:
+        return None if read_jsonl(path) else "is empty (no JSON lines)"
+    except BadFile as error:
+        return error.problem
 
 
 def _load_dataset(cfg: CalibrationConfig, path: Optional[Path]):

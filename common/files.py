@@ -356,8 +356,8 @@ def file_problem(path: Path, *, quick: bool = False) -> Optional[str]:
 
 
 def _json_error(error: ValueError) -> str:
-    if isinstance(error, json.JSONDecodeError):
-        return f"{error.msg} at line {error.lineno}, column {error.colno}"
+    if isinstance(error, json.JSONDecodeError):  # some messages end in "at": "Unterminated string starting at"
+        return f"{error.msg.removesuffix(' at')} at line {error.lineno}, column {error.colno}"
     return _first_line(error)
 
 

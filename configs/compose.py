@@ -23,6 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from common.files import bad_file, decode_text
 from configs.errors import BadFile, ConfigError
 from configs.eval_schema import EvalRunConfig
 from configs.report_schema import ReportConfig
@@ -55,17 +56,17 @@ def group_choices(group: str) -> list[str]:
 
 def compose(config_name: str, overrides: list[str]):
     """The validated, typed config object for `config_name` with `overrides` applied."""
-    return _to_job(_compose_expanded(config_name, overrides), config_name)
+    return _to_job(*_compose_expanded(config_name, overrides), config_name)
 
 
 def describe_config(config_name: str, overrides: list[str], check=None) -> tuple[str, Optional[ConfigError]]:
     """What `--cfg` prints: the composed config as YAML, and the error that validating it
     raises (the schema's `validate()`, then `check(job)` if given), or None when it is valid.
     A config that does not even compose (an unknown key or group choice) raises instead."""
-    cfg = _compose_expanded(config_name, overrides)
+    cfg, expanded = _compose_expanded(config_name, overrides)
     text = OmegaConf.to_yaml(cfg)
     try:
-        job = _to_job(cfg, config_name)
+        job = _to_job(cfg, expanded, config_name)
         if check is not None:
             check(job)
     except ConfigError as error:
@@ -77,33 +78,37 @@ def _compose_expanded(config_name: str, overrides: list[str]):
     overrides = [item for o in overrides for item in _expand_shorthand(o)]
     _check_group_choices(overrides)
     _check_yamls(config_name, overrides)
-    return _compose_with_method_keys(config_name, overrides)
+    return _compose_with_method_keys(config_name, overrides), overrides
 
 
 def _check_yamls(config_name: str, overrides: list[str]) -> None:
     """The YAML files this composition reads (the primary config and the chosen option of
     each of its groups), each UTF-8 YAML holding settings. An emptied option file would
     otherwise compose silently into the schema's defaults (method=rtn running method none)."""
+    for path in _chosen_yamls(config_name, overrides).values():
+        _read_yaml(path)
+
+
+def _chosen_yamls(config_name: str, overrides: list[str]) -> dict[str, Path]:
+    """group -> the option file this composition reads ("" -> the primary config)."""
     primary = CONFIG_DIR / f"{config_name}.yaml"
     if not primary.is_file():
-        return  # Hydra says it is missing
+        return {}  # Hydra says it is missing
     chosen = {key.lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)}
+    paths = {"": primary}
     for entry in _read_yaml(primary).get("defaults") or []:
         if isinstance(entry, dict):
             for group, default in entry.items():
-                option = chosen.get(group, default)
-                path = CONFIG_DIR / group / f"{option}.yaml"
+                path = CONFIG_DIR / group / f"{chosen.get(group, default)}.yaml"
                 if path.is_file():
-                    _read_yaml(path)
+                    paths[group] = path
+    return paths
 
 
 def _read_yaml(path: Path) -> dict:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise BadFile(path, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line})", "save it as UTF-8") from None
+    text, problem = decode_text(path.read_bytes())
+    if problem:
+        raise bad_file(path, problem, "save it as UTF-8")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -117,13 +122,29 @@ def _read_yaml(path: Path) -> dict:
     return value
 
 
-def _to_job(cfg, config_name: str):
+def _to_job(cfg, overrides: list[str], config_name: str):
     try:
         job = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         raise _as_config_error(error, config_name) from None
-    job.validate()
+    try:
+        job.validate()
+    except ConfigError as error:
+        raise _naming_the_yaml(error, config_name, overrides) from None
     return job
+
+
+def _naming_the_yaml(error: ConfigError, config_name: str, overrides: list[str]) -> ConfigError:
+    """"sweep.methods is empty" as the sweep YAML that sets none (a truncated file can end
+    before them), unless the command line set the setting: the file is what to fix."""
+    setting = str(error).split(" ", 1)[0]
+    group, _, key = setting.partition(".")
+    if isinstance(error, BadFile) or not key or not str(error).startswith(f"{setting} is empty"):
+        return error
+    path = _chosen_yamls(config_name, overrides).get(group)
+    if path is None or any(o.lstrip("+").partition("=")[0] == setting for o in overrides):
+        return error
+    return BadFile(path, f"sets no {key}, so {setting} is empty", f"add `{key}:` to it, or restore it from git")
 
 
 def compose_dict(config_name: str, overrides: list[str]):

@@ -121,11 +121,10 @@ def ensure_table(results_dir: Path) -> Optional[pd.DataFrame]:
 def table_problem(results_dir: Path, records: list[str]) -> Optional[str]:
     """What is wrong with the table files, given the records it should list, or None."""
     parquet, csv = (Path(results_dir) / name for name in TABLES)
-    for path in (parquet, csv):
-        if not path.is_file():
-            return f"{path} is missing"
-    if (problem := parquet_problem(parquet)) is not None:
-        return f"{parquet} {problem}"
+    problems = [f"{parquet} is missing" if not parquet.is_file() else _said(parquet, parquet_problem(parquet)),
+                None if csv.is_file() else f"{csv} is missing"]
+    if any(problems):  # both named: an emptied table.parquet is what to know of, more than a missing CSV
+        return " and ".join(problem for problem in problems if problem)
     if not records:
         return None
     frame = pd.read_parquet(parquet)
@@ -146,6 +145,10 @@ def table_problem(results_dir: Path, records: list[str]) -> Optional[str]:
         if sorted(map(_record_key, listed)) != expected:
             return f"{path} lists {len(listed)} records, the results folder holds {len(records)} (out of date)"
     return None
+
+
+def _said(path: Path, problem: Optional[str]) -> Optional[str]:
+    return f"{path} {problem}" if problem else None
 
 
 def _record_key(folder: str) -> str:

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from common.files import TOKENIZER_FILES, WEIGHT_SUFFIXES, file_problem, role
-from configs.errors import BadFile, ConfigError
+from common.files import TOKENIZER_FILES, WEIGHT_SUFFIXES, bad_file, file_problem, role
+from configs.errors import ConfigError
 from configs.schema import ModelConfig
 from models import tiny
 from models.miniature import ensure_miniature
@@ -64,7 +64,7 @@ def check_checkpoint(folder: Path, *, advice: str, trust_remote_code: bool = Fal
     found = checkpoint_problem(Path(folder), trust_remote_code=trust_remote_code, config_only=config_only)
     if found is not None:
         path, problem, own_advice = found
-        raise BadFile(path, problem, own_advice or advice)
+        raise bad_file(path, problem, own_advice or advice)  # no second advice after "convert it"
 
 
 def checkpoint_problem(folder: Path, *, trust_remote_code: bool = False,
@@ -85,7 +85,10 @@ def checkpoint_problem(folder: Path, *, trust_remote_code: bool = False,
     names = {p.name for p in files}
     weights = [p for p in files if p.name.endswith(WEIGHT_SUFFIXES)]
     for index in (p for p in files if p.name.endswith(".index.json")):
-        missing = sorted({f for f in (json.loads(index.read_text()).get("weight_map") or {}).values()} - names)
+        weight_map = json.loads(index.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+            return index, "the weights index has no weight_map (an object of tensor name -> weights file)", None
+        missing = sorted(set(weight_map.values()) - names)
         if missing:
             return index, f"the weights index lists {', '.join(missing[:3])}, which is not in the folder", None
     if not weights:

@@ -26,7 +26,9 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
+from common.files import read_json
 from common.storage import DiskFull, fingerprint, read_manifest, write_json_atomic
+from configs.errors import BadFile
 from configs.sweep_schema import EvalSweepConfig
 
 log = logging.getLogger("sweep")
@@ -76,14 +78,43 @@ def log_path(cfg: EvalSweepConfig, cell: Cell) -> Path:
 
 
 def cell_status(cfg: EvalSweepConfig, cell: Cell) -> dict:
-    """done (and still complete on disk), failed, or pending."""
-    try:
-        status = json.loads(status_path(cfg, cell).read_text())
-    except (OSError, ValueError):
+    """done (and still complete on disk), failed, or pending. A damaged status file is
+    said (once) and counts as pending: the cell runs again, reusing what is complete."""
+    path = status_path(cfg, cell)
+    if not path.exists():
         return {"status": "pending"}
-    if status.get("status") == "done" and not _outputs_complete(status):
+    try:
+        status = read_json(path)
+    except BadFile as error:
+        return _damaged_status(path, error.problem)
+    problem = _status_problem(status)
+    if problem:
+        return _damaged_status(path, problem)
+    if status["status"] == "done" and not _outputs_complete(status):
         return {"status": "pending", "note": "outputs missing or incomplete"}
     return status
+
+
+def _status_problem(status: dict) -> Optional[str]:
+    if status.get("status") not in ("done", "failed", "pending"):
+        return f"holds no cell status (done, failed or pending): {str(status.get('status'))[:40]!r}"
+    if status["status"] == "done" and not (isinstance(status.get("artifact"), str)
+                                           and isinstance(status.get("records", []), list)):
+        return "says done but does not list the cell's artifact and records"
+    return None
+
+
+_damaged_said: set = set()
+
+
+def _damaged_status(path: Path, problem: str) -> dict:
+    with _said_lock:  # the status is read at planning, by the launcher and at the summary
+        first = str(path) not in _damaged_said
+        _damaged_said.add(str(path))
+    if first:
+        log.warning("sweep cell status file %s %s; the cell is treated as not started and runs again "
+                    "(a complete artifact and records are reused)", path, problem)
+    return {"status": "pending", "note": "status file damaged"}
 
 
 def _outputs_complete(status: dict) -> bool:

@@ -133,6 +133,19 @@ def test_a_jsonl_problem_names_the_line(tmp_path):
     assert files.jsonl_problem(path) == "line 2 holds a JSON list, not an object"
 
 
+@pytest.mark.parametrize("text, said", [
+    ('{"name": "caf', "is not valid JSON (Unterminated string starting at line 1, column 10; truncated or damaged?)"),
+    ('{"name": "a\tb"}', "is not valid JSON (Invalid control character at line 1, column 12; truncated or damaged?)"),
+    ('{"name": ', "is not valid JSON (Expecting value at line 1, column 10; truncated or damaged?)"),
+])
+def test_a_json_problem_says_where_in_plain_words(tmp_path, text, said):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    assert files.json_problem(path) == said
+    (tmp_path / "data.jsonl").write_text(f'{{"a": 1}}\n{text}\n')
+    assert files.jsonl_problem(tmp_path / "data.jsonl") == f"line 2 {said}"
+
+
 def test_a_truncated_gzip_file_is_a_bad_file(tmp_path):
     import gzip
 

@@ -16,7 +16,7 @@ from configs.errors import ConfigError
 from configs.sweep_schema import EvalSweepConfig
 from common import environments, storage
 from sweep import launchers, plan, reasons, run
-from sweep.cells import Cell
+from sweep.cells import Cell, cell_status, status_path, write_status
 from tests.conftest import TINY_QUICK, run_cli
 
 
@@ -202,3 +202,48 @@ def test_the_slurm_check_runs_in_a_dry_run_before_planning(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "launcher=slurm:" in errors[0] and "Traceback" not in result.stderr
     assert "pending" not in result.stdout and not (tmp_path / "sweeps").exists()
+
+
+# -- a cell's status file ------------------------------------------------------------------------
+DAMAGED_STATUSES = {
+    "empty": b"", "truncated": b'{"status": "done", "artif', "random": bytes(range(7, 250, 3)),
+    "UTF-16": json.dumps({"status": "failed"}).encode("utf-16"), "an array": b"[]", "null": b"null", "a number": b"3",
+    "an unknown status": b'{"status": "finished"}', "done without outputs": b'{"status": "done"}',
+}
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_STATUSES)
+def test_a_damaged_status_file_is_named_once_and_its_cell_runs_again(tmp_path, caplog, damaged):
+    cfg, cell = _cfg(tmp_path), _cells(1)[0]
+    path = status_path(cfg, cell)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(DAMAGED_STATUSES[damaged])
+    assert cell_status(cfg, cell)["status"] == "pending"
+    assert cell_status(cfg, cell)["status"] == "pending"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert f"sweep cell status file {path} " in warnings[0] and "treated as not started and runs again" in warnings[0]
+
+
+def test_a_whole_status_file_is_read_without_a_warning(tmp_path, caplog):
+    cfg, cell = _cfg(tmp_path), _cells(1)[0]
+    assert cell_status(cfg, cell) == {"status": "pending"}  # none yet
+    write_status(cfg, cell, status="failed", reason="ValueError: x")
+    assert cell_status(cfg, cell)["reason"] == "ValueError: x"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_dry_run_lists_a_cell_with_a_damaged_status_file_as_pending_and_names_the_file(tmp_path, capfd):
+    from evaluate.__main__ import main
+
+    args = ["sweep", "--dry-run", "sweep.models=[tiny-s]", "sweep.methods=[{method: rtn, bits: [8]}]",
+            *(f"{setting}={tmp_path / setting}" for setting in ("output_dir", "results_dir", "sweeps_dir"))]
+    assert main(args) == 0
+    cell = next(line.split()[1] for line in capfd.readouterr().out.splitlines() if "__rtn-8__" in line)
+    path = tmp_path / "sweeps_dir" / "demo" / "cells" / f"{cell}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("[]")
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert f"pending  {cell}" in out and "Traceback" not in err
+    assert f"sweep cell status file {path} holds a JSON list, not a JSON object" in err
