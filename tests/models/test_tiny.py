@@ -597,8 +597,9 @@ def test_killing_the_build_stops_its_training_workers(tmp_path, signal_name):
     assert not alive, f"helper processes outlived the build: {[p.cmdline() for p in alive]}"
 
 
-def _kill_when(build: subprocess.Popen, ready, timeout: float = 600) -> None:
-    """SIGKILL the build (its training workers die with it) once `ready()` holds."""
+def _kill_when(build: subprocess.Popen, ready, signal_name: str = "SIGKILL", timeout: float = 600) -> None:
+    """Send the build `signal_name` once `ready()` holds: SIGKILL (its training workers die
+    with it), or SIGINT / SIGTERM, which it answers with exit code 130 / 143."""
     import signal
     import time
 
@@ -607,25 +608,30 @@ def _kill_when(build: subprocess.Popen, ready, timeout: float = 600) -> None:
         assert build.poll() is None, "the build ended before it could be killed"
         assert time.monotonic() < deadline, "the build never reached the kill point"
         time.sleep(0.2)
-    build.send_signal(signal.SIGKILL)
-    build.wait()
+    number = getattr(signal, signal_name)
+    build.send_signal(number)
+    code = build.wait(timeout=120)
+    if signal_name != "SIGKILL":
+        assert code == 128 + number, f"{signal_name}: exit code {code}"
     time.sleep(2)  # the workers die with the build (PR_SET_PDEATHSIG)
 
 
 @pytest.mark.slow
-def test_a_build_killed_twice_resumes_to_the_weights_of_an_uninterrupted_one(quick_family,
-                                                                             tmp_path):
-    """Killed for real (SIGKILL) after its first saved training state, and again after a
-    later one: the third run resumes and ends with the uninterrupted build's weights."""
+@pytest.mark.parametrize("signals", [("SIGKILL", "SIGKILL"), ("SIGINT", "SIGTERM")])
+def test_a_build_killed_twice_resumes_to_the_weights_of_an_uninterrupted_one(quick_family, tmp_path,
+                                                                             signals):
+    """Killed for real (SIGKILL), or interrupted (Ctrl-C, then SIGTERM), after its first
+    saved training state and again after a later one: the third run resumes and ends with
+    the uninterrupted build's weights, leaving no partial or temporary folder."""
     command = [sys.executable, "-m", "models.tiny", "build", "--profile", "quick",
                "--sizes", "tiny-s,tiny-l", "--cache-dir", str(tmp_path)]
     start = lambda: subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      env={**os.environ, "OMP_NUM_THREADS": "1"})
     state = lambda: next((tmp_path / "tiny").glob(".partial-*/.work/tiny-l.state.pt"), None)
-    _kill_when(start(), lambda: state() is not None)
+    _kill_when(start(), lambda: state() is not None, signals[0])
     first = state().stat().st_mtime_ns
-    _kill_when(start(), lambda: state() is None or state().stat().st_mtime_ns != first)
+    _kill_when(start(), lambda: state() is None or state().stat().st_mtime_ns != first, signals[1])
 
     finished = start()
     assert finished.wait(timeout=600) == 0
