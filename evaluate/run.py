@@ -101,9 +101,9 @@ def plan_records(job: EvalRunConfig, artifact: Path, manifest: dict, data_files:
                  "device": job.device}
         plans.append(_planned(job, manifest, "speed", {"task": "speed", **speed}))
     if not _is_baseline(manifest) and find_baseline(job, artifact, manifest) is not None:
-        # "rows": records since they keep one row per prompt; older KL records are measured again
-        kl = {"task": "kl_divergence", "rows": "per_prompt", **dataclasses.asdict(job.diagnostics),
-              "prompts_from": plans[0].settings}
+        # "rows" and "continuation": what older KL records lacked, so they are measured again
+        kl = {"task": "kl_divergence", "rows": "per_prompt", "continuation": "baseline",
+              **dataclasses.asdict(job.diagnostics), "prompts_from": plans[0].settings}
         plans.append(_planned(job, manifest, "kl_divergence", kl))
     return plans
 
@@ -301,8 +301,8 @@ def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
 def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]) -> None:
     """KL against the baseline's reference distribution, created on first use."""
     settings = ctx.job.diagnostics
-    doc_ids, prompts = _kl_prompts(ctx, planned)
     base_manifest = read_manifest(ctx.baseline)
+    doc_ids, prompts = _kl_prompts(ctx, planned, base_manifest)
     prompts_key = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:12]
     path = Path(ctx.job.results_dir) / "cache" / f"kl-reference-{base_manifest['fingerprint'][:16]}-{prompts_key}-k{settings.kl_top_k}.pt"
     reference = diagnostics.load_reference(path)
@@ -320,12 +320,17 @@ def _measure_kl(ctx: _Context, plan: PlannedRecord, planned: list[PlannedRecord]
     store.write_record(plan.folder, record, samples, replace=plan.folder in ctx.damaged)
 
 
-def _kl_prompts(ctx: _Context, planned: list[PlannedRecord]) -> tuple[list, list[str]]:
-    """The first prompts (with this variant's generation) of the first task, and their doc
-    ids: the same docs for every variant."""
+def _kl_prompts(ctx: _Context, planned: list[PlannedRecord], base_manifest: dict) -> tuple[list, list[str]]:
+    """The first prompts of the first task, each continued with the baseline's generation,
+    and their doc ids: every variant is scored on the same text (so per-prompt KL pairs
+    across variants, and the baseline's reference distribution is computed once)."""
     first = planned[0]
-    rows = store.read_samples(first.folder) if store.find_record(first.folder) else []
-    rows = [row for row in rows if "prompt" in row][: ctx.job.diagnostics.kl_prompts]
+    folder = store.record_folder(Path(ctx.job.results_dir), base_manifest["fingerprint"], first.task,
+                                 first.settings["fingerprint"])
+    if store.find_record(folder) is None:  # evaluate_artifact evaluates the baseline first
+        raise BadFile(str(folder), f"the baseline's {first.task} record, whose generations KL is measured on, is "
+                      "missing or damaged", "run `python -m evaluate run` on the baseline artifact, then this again")
+    rows = [row for row in store.read_samples(folder) if "prompt" in row][: ctx.job.diagnostics.kl_prompts]
     if not rows:
         raise ConfigError(f"KL divergence needs a generation task first in eval.tasks (got {first.task!r})")
     return [row.get("doc_id") for row in rows], [row["prompt"] + row.get("generation", "") for row in rows]

@@ -7,7 +7,7 @@ Every pair of variants of different methods is compared on the same samples, pai
   baseline's text; a distribution metric that separates methods where accuracy cannot
   (and speaks on tasks at the floor);
 - KL from the baseline per prompt (the first prompts of the first task, each continued
-  with the variant's own generation), lower is closer: Wilcoxon's signed-rank test of the
+  with the baseline's generation: the same text for every variant), lower is closer: Wilcoxon's signed-rank test of the
   paired per-prompt values and its Hodges-Lehmann shift, when both KL records keep them
   and measure against the same baseline with the same settings; top-1 agreement is shown.
 All p-values of the table are one family, corrected with `stats.correction`. The best

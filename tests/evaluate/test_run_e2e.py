@@ -73,7 +73,7 @@ def test_every_task_gets_a_record_with_its_samples(lab):
     speed = found["speed"]["speed"]
     assert speed["by_batch"]["1"]["decode_tokens_per_s"] > 0 and speed["peak_memory_bytes"] > 0
     assert set(speed["by_batch"]) == {"1", "12"}
-    assert len(speed["by_batch"]["1"]["decode_tokens_per_s_repeats"]) == 3  # the report's throughput ties need them
+    assert len(speed["by_batch"]["1"]["decode_tokens_per_s_repeats"]) == 1  # speed.repeats=1: one rate per repeat
     kl = found["kl_divergence"]
     assert 0.0 <= kl["metrics"]["kl_divergence"] < 50
     rows = store.read_samples(store.record_folder(lab["results"], kl["artifact"]["fingerprint"], "kl_divergence",
@@ -83,6 +83,20 @@ def test_every_task_gets_a_record_with_its_samples(lab):
     assert len(rows) == kl["metrics"]["n_prompts"] > 0  # one row per prompt: the report pairs them across methods
     assert [r["doc_id"] for r in rows] == first_task[:len(rows)] and {r["task"] for r in rows} == {"tiny_arc"}
     assert sum(r["kl_divergence"] for r in rows) / len(rows) == pytest.approx(kl["metrics"]["kl_divergence"])
+
+
+def test_every_variant_is_scored_for_kl_on_the_baselines_text(lab, tmp_path):
+    """KL reads the baseline's generations, so two variants share one reference
+    distribution (computed once) and their per-prompt rows pair on the same text."""
+    results = tmp_path / "results"
+    shutil.copytree(lab["results"], results)
+    evaluate(lab["artifacts"]["w8"], results)
+    references = sorted((results / "cache").glob("kl-reference-*.pt"))
+    assert len(references) == 1, references
+    kl = {name: records_of(results, lab["artifacts"][name])["kl_divergence"] for name in ("w4", "w8")}
+    assert kl["w4"]["settings"]["continuation"] == "baseline"
+    assert kl["w4"]["settings_fingerprint"] == kl["w8"]["settings_fingerprint"]
+    assert kl["w8"]["metrics"]["kl_divergence"] < kl["w4"]["metrics"]["kl_divergence"]  # 8 bits stay closer
 
 
 def test_the_baseline_is_evaluated_first_and_variants_are_paired_with_it(lab):
