@@ -257,7 +257,7 @@ def _baseline_comparison(ctx: _Context, plan: PlannedRecord, metrics: dict, rows
     if ctx.baseline is None:
         return {"is_baseline": _is_baseline(ctx.manifest)}
     base_manifest = read_manifest(ctx.baseline)
-    folder = store.record_folder(Path(ctx.job.results_dir), base_manifest["fingerprint"], plan.task, plan.settings["fingerprint"])
+    folder = _baseline_record_folder(ctx, base_manifest, plan)
     base_record = store.find_record(folder)
     if base_record is None:
         return {"is_baseline": False, "baseline_artifact": str(ctx.baseline), "missing": True}
@@ -279,6 +279,12 @@ def _baseline_comparison(ctx: _Context, plan: PlannedRecord, metrics: dict, rows
         max_8bit_drop=ctx.job.diagnostics.gate_max_8bit_drop,
     )
     return comparison
+
+
+def _baseline_record_folder(ctx: _Context, base_manifest: dict, plan: PlannedRecord) -> Path:
+    """Where the baseline's record of the same task and settings is (it is evaluated first)."""
+    return store.record_folder(Path(ctx.job.results_dir), base_manifest["fingerprint"], plan.task,
+                               plan.settings["fingerprint"])
 
 
 def _measure_speed(ctx: _Context, plan: PlannedRecord) -> None:
@@ -325,8 +331,7 @@ def _kl_prompts(ctx: _Context, planned: list[PlannedRecord], base_manifest: dict
     and their doc ids: every variant is scored on the same text (so per-prompt KL pairs
     across variants, and the baseline's reference distribution is computed once)."""
     first = planned[0]
-    folder = store.record_folder(Path(ctx.job.results_dir), base_manifest["fingerprint"], first.task,
-                                 first.settings["fingerprint"])
+    folder = _baseline_record_folder(ctx, base_manifest, first)
     if store.find_record(folder) is None:  # evaluate_artifact evaluates the baseline first
         raise BadFile(str(folder), f"the baseline's {first.task} record, whose generations KL is measured on, is "
                       "missing or damaged", "run `python -m evaluate run` on the baseline artifact, then this again")
