@@ -28,12 +28,9 @@ from pathlib import Path
 from typing import IO, Optional
 
 from configs.errors import BadFile
+from configs.text import decode_text  # the ground floor's, so config YAMLs are read the same way
 
 UTF8_BOM = b"\xef\xbb\xbf"
-_BOMS = (  # longest first: a UTF-32 LE mark starts with the UTF-16 LE one
-    (b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
-    (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"),
-)
 # bytes per element of each safetensors dtype (sub-byte and exotic dtypes are not size-checked)
 _DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
                 "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
@@ -68,42 +65,6 @@ def role(path: Path) -> str:
 
 
 # -- text ----------------------------------------------------------------------------------
-def decode_text(data: bytes) -> tuple[Optional[str], Optional[str]]:
-    """(text, None) for UTF-8 bytes (a leading byte-order mark removed), else (None, problem)."""
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            return None, f"is {name} text, not UTF-8 (it starts with a {name[:6]} byte-order mark); convert it: " \
-                         f"`iconv -f {name} -t UTF-8`"
-    if b"\x00" in data:  # valid UTF-8, but no text file holds NUL: UTF-16 without a mark, or binary
-        guess, source = _guess_encoding(data)
-        convert = f"; convert it: `iconv -f {source} -t UTF-8`" if source else ""
-        return None, f"is not UTF-8 text: it holds NUL bytes (offset {data.index(0)}); it looks like {guess}{convert}"
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        guess, source = _guess_encoding(data)
-        convert = f"; convert it: `iconv -f {source} -t UTF-8`" if source else ""
-        return None, f"is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} (line {line}); " \
-                     f"it looks like {guess}{convert}"
-
-
-def _guess_encoding(data: bytes) -> tuple[str, Optional[str]]:
-    sample = data[:65536]
-    if sample.count(b"\x00") > len(sample) // 8:
-        odd, even = sample[1::2].count(b"\x00"), sample[0::2].count(b"\x00")
-        if odd > len(sample) // 4 or even > len(sample) // 4:
-            return "UTF-16 without a byte-order mark", "UTF-16LE" if odd > even else "UTF-16BE"
-        return "binary data, not text", None
-    if sample.count(b"\x00"):
-        return "binary data, not text", None
-    try:
-        data.decode("cp1252")
-        return "Latin-1 / Windows-1252", "WINDOWS-1252"
-    except UnicodeDecodeError:
-        return "an 8-bit encoding other than UTF-8", "LATIN1"
-
-
 def open_bytes(path: Path) -> IO[bytes]:
     """A binary reader of `path`, decompressing .gz, .bz2 and .xz."""
     path = Path(path)

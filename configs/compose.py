@@ -23,10 +23,10 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from common.files import bad_file, decode_text
 from configs.errors import BadFile, ConfigError
 from configs.eval_schema import EvalRunConfig
 from configs.report_schema import ReportConfig
+from configs.text import decode_text
 from configs.schema import QuantizeJobConfig
 from configs.sweep_schema import EvalSweepConfig
 
@@ -108,7 +108,7 @@ def _chosen_yamls(config_name: str, overrides: list[str]) -> dict[str, Path]:
 def _read_yaml(path: Path) -> dict:
     text, problem = decode_text(path.read_bytes())
     if problem:
-        raise bad_file(path, problem, "save it as UTF-8")
+        raise BadFile(path, problem, "" if "; convert it" in problem else "save it as UTF-8")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as error:
